@@ -1,0 +1,12 @@
+// Command etcd is etcd built from its Go module, for the envtest control plane.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
