@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := run(tc.args, &stdout, &stderr); code != tc.code {
+			if code := Run(tc.args, &stdout, &stderr); code != tc.code {
 				t.Fatalf("exit code %d, want %d (stderr %q)", code, tc.code, stderr.String())
 			}
 			if !strings.HasPrefix(stdout.String(), tc.stdout) {
