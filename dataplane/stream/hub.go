@@ -1,0 +1,341 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/databridge-io/databridge/dataplane/market"
+	"github.com/databridge-io/databridge/dataplane/protocol"
+)
+
+// HubConfig configures one tier's hub.
+type HubConfig struct {
+	// Tier names the tier in frames and metrics.
+	Tier string
+	// Interval is the conflation window: a session receives at most one frame
+	// per interval. Zero means one second.
+	Interval time.Duration
+	// Level is the tier's data quality, named in every frame.
+	Level market.Level
+	// Symbols is every symbol the hub carries (the catalogue); ticks of other
+	// symbols are refused by Publish.
+	Symbols []string
+	// StepDownAfter is how many flushes in a row a session may still be
+	// writing its previous frame before its interval doubles. Zero means 3.
+	StepDownAfter int
+	// MaxStepDowns is how many times a session's interval may double before a
+	// session that still falls behind is closed with slow_consumer. Zero means 5
+	// (32 times the tier's interval).
+	MaxStepDowns int
+	// Metrics receives the hub's metrics. Nil means a private, unregistered set.
+	Metrics *Metrics
+}
+
+// Hub holds the latest value of each symbol of one tier and flushes them to
+// its sessions once per interval. Each tick is encoded once, when it is
+// published; a flush copies those bytes into one frame per session that has
+// news, so per subscriber per flush nothing is allocated or encoded.
+//
+// One mutex guards the slots and every session's subscriptions: publish,
+// subscribe and flush are short, and holding it while a subscribe reply and
+// its snapshot are queued keeps them ordered before any later frame.
+type Hub struct {
+	cfg     HubConfig
+	m       *tierMetrics
+	index   map[string]int32
+	header  []byte // `{"type":"market_data","tier_applied":{...},"seq":`
+	closing []byte // the fatal slow_consumer error, encoded once
+
+	mu       sync.Mutex
+	slots    []slot
+	sessions []*Session
+	flushes  uint64
+	dropped  uint64 // ticks the tier's quality checks dropped, ever
+}
+
+// slot is one symbol's latest value.
+type slot struct {
+	seq      uint64 // ticks of this symbol accepted so far; the latest has this seq
+	flushed  uint64 // seq at the previous flush
+	ingested int64  // when the latest tick was ingested, Unix ns
+	enc      []byte // the latest tick, encoded for this tier
+}
+
+// sub is one subscribed symbol of a session: which slot, and the seq the
+// session last received.
+type sub struct {
+	slot int32
+	seq  uint64
+}
+
+// NewHub returns a hub for one tier. Run it with Run.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.StepDownAfter <= 0 {
+		cfg.StepDownAfter = 3
+	}
+	if cfg.MaxStepDowns <= 0 {
+		cfg.MaxStepDowns = 5
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	h := &Hub{
+		cfg:   cfg,
+		m:     cfg.Metrics.forTier(cfg.Tier),
+		index: make(map[string]int32, len(cfg.Symbols)),
+		slots: make([]slot, len(cfg.Symbols)),
+	}
+	for i, s := range cfg.Symbols {
+		h.index[s] = int32(i)
+	}
+	h.header = fmt.Appendf(nil, `{"type":"market_data","tier_applied":{"tier":%s,"update_interval_ms":%s,"data_quality":"%s"},"seq":`,
+		strconv.Quote(cfg.Tier), strconv.FormatFloat(float64(cfg.Interval)/float64(time.Millisecond), 'f', -1, 64), cfg.Level)
+	h.closing = encode(protocol.Error{Type: protocol.TypeError, Code: protocol.CodeSlowConsumer, Fatal: true,
+		Message: "the connection reads too slowly to keep up even at the slowest interval; closing. Read faster or subscribe to fewer symbols"})
+	return h
+}
+
+// Tier returns the hub's tier name.
+func (h *Hub) Tier() string { return h.cfg.Tier }
+
+// Interval returns the hub's conflation window.
+func (h *Hub) Interval() time.Duration { return h.cfg.Interval }
+
+// Level returns the tier's data quality.
+func (h *Hub) Level() market.Level { return h.cfg.Level }
+
+// Carries reports whether the hub has a slot for symbol.
+func (h *Hub) Carries(symbol string) bool {
+	_, ok := h.index[symbol]
+	return ok
+}
+
+// Publish makes t the latest value of its symbol. It reports false for a
+// symbol the hub does not carry. Call it from one goroutine per hub (the
+// tier's ingest), after the tier's quality checks.
+func (h *Hub) Publish(t *market.Scored) bool {
+	i, ok := h.index[t.Symbol]
+	if !ok {
+		return false
+	}
+	h.mu.Lock()
+	sl := &h.slots[i]
+	if sl.seq > sl.flushed {
+		h.m.conflated.Inc()
+	}
+	sl.seq++
+	sl.enc = appendTick(sl.enc[:0], t, sl.seq)
+	sl.ingested = t.Ingested
+	h.mu.Unlock()
+	h.m.accepted.Inc()
+	return true
+}
+
+// Dropped records n ticks that the tier's quality checks dropped; frames
+// report them in filter_stats.
+func (h *Hub) Dropped(n uint64) {
+	h.mu.Lock()
+	h.dropped += n
+	h.mu.Unlock()
+}
+
+// Attach adds a session to the hub. It receives nothing until it subscribes.
+func (h *Hub) Attach(s *Session) {
+	h.mu.Lock()
+	s.hubIndex = len(h.sessions)
+	s.droppedSeen = h.dropped
+	h.sessions = append(h.sessions, s)
+	h.mu.Unlock()
+	h.m.connections.Inc()
+}
+
+// Detach removes a session from the hub.
+func (h *Hub) Detach(s *Session) {
+	h.mu.Lock()
+	i := s.hubIndex
+	if i < 0 || i >= len(h.sessions) || h.sessions[i] != s {
+		h.mu.Unlock()
+		return
+	}
+	last := len(h.sessions) - 1
+	h.sessions[i] = h.sessions[last]
+	h.sessions[i].hubIndex = i
+	h.sessions[last] = nil
+	h.sessions = h.sessions[:last]
+	s.hubIndex = -1
+	h.mu.Unlock()
+	h.m.connections.Dec()
+}
+
+// Sessions returns the sessions attached to the hub.
+func (h *Hub) Sessions() []*Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Session, len(h.sessions))
+	copy(out, h.sessions)
+	return out
+}
+
+// Subscribe adds symbols (which the caller checked: carried and entitled) to
+// the session, then queues reply followed by a snapshot of the latest value
+// of each added symbol that has one. Frames after the snapshot carry only
+// newer values.
+func (h *Hub) Subscribe(s *Session, symbols []string, reply []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := getMsg()
+	b := append(m.buf[:0], `{"type":"snapshot","ticks":[`...)
+	n := 0
+	for _, sym := range symbols {
+		i, ok := h.index[sym]
+		if !ok || s.subscribed(i) {
+			continue
+		}
+		sl := &h.slots[i]
+		s.addSub(sub{slot: i, seq: sl.seq})
+		if sl.seq == 0 {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, sl.enc...)
+		n++
+	}
+	m.buf = append(b, "]}"...)
+	s.enqueue(newMsg(reply))
+	if n == 0 {
+		putMsg(m)
+		return
+	}
+	s.enqueue(m)
+}
+
+// Unsubscribe removes symbols from the session and queues reply.
+func (h *Hub) Unsubscribe(s *Session, symbols []string, reply []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, sym := range symbols {
+		if i, ok := h.index[sym]; ok {
+			s.removeSub(i)
+		}
+	}
+	s.enqueue(newMsg(reply))
+}
+
+// Run flushes every interval until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	t := time.NewTicker(h.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.flush()
+		}
+	}
+}
+
+// flush builds one frame for each session that has news and is not still
+// writing its previous frame. A session that keeps falling behind is stepped
+// down (it is flushed every 2nd, 4th, ... time) and, past MaxStepDowns,
+// closed. Values a skipped session missed are not lost: its next frame
+// carries the latest of each.
+func (h *Hub) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.flushes++
+	for _, s := range h.sessions {
+		if s.stepMask != 0 && h.flushes&s.stepMask != 0 {
+			continue
+		}
+		if !h.hasNews(s) {
+			continue
+		}
+		if s.framePending() {
+			h.fellBehind(s)
+			continue
+		}
+		s.behind = 0
+		h.frame(s)
+	}
+	for i := range h.slots {
+		h.slots[i].flushed = h.slots[i].seq
+	}
+}
+
+func (h *Hub) hasNews(s *Session) bool {
+	for _, su := range s.subs {
+		if h.slots[su.slot].seq > su.seq {
+			return true
+		}
+	}
+	return false
+}
+
+// frame builds and queues one market_data frame for s.
+func (h *Hub) frame(s *Session) {
+	m := getMsg()
+	s.frameSeq++
+	b := append(m.buf[:0], h.header...)
+	b = strconv.AppendUint(b, s.frameSeq, 10)
+	b = append(b, `,"ticks":[`...)
+	var n int
+	var superseded uint64
+	for i := range s.subs {
+		su := &s.subs[i]
+		sl := &h.slots[su.slot]
+		if sl.seq <= su.seq {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, sl.enc...)
+		superseded += sl.seq - su.seq - 1
+		su.seq = sl.seq
+		m.ingested = append(m.ingested, sl.ingested)
+		n++
+	}
+	b = append(b, `],"filter_stats":{"superseded":`...)
+	b = strconv.AppendUint(b, superseded, 10)
+	b = append(b, `,"dropped":`...)
+	b = strconv.AppendUint(b, h.dropped-s.droppedSeen, 10)
+	s.droppedSeen = h.dropped
+	m.buf = append(b, "}}"...)
+	m.ticks = n
+	s.enqueueFrame(m)
+}
+
+// fellBehind handles a session still writing its previous frame when its
+// next one is due.
+func (h *Hub) fellBehind(s *Session) {
+	s.behind++
+	if s.behind < h.cfg.StepDownAfter {
+		return
+	}
+	s.behind = 0
+	if s.step >= h.cfg.MaxStepDowns {
+		h.m.slowClosed.Inc()
+		h.m.sessionClosed(string(protocol.CodeSlowConsumer))
+		s.Close(protocol.CloseSlowConsumer, h.closing)
+		return
+	}
+	s.step++
+	s.stepMask = 1<<s.step - 1
+	h.m.stepDowns.Inc()
+	interval := h.cfg.Interval * time.Duration(1<<s.step)
+	s.enqueue(newMsg(encode(protocol.Error{
+		Type: protocol.TypeError, Code: protocol.CodeSlowConsumer, Fatal: false,
+		UpdateIntervalMS: float64(interval) / float64(time.Millisecond),
+		Message: fmt.Sprintf("the connection reads too slowly for %s updates; stepped down to %s. "+
+			"Read faster or subscribe to fewer symbols", h.cfg.Interval, interval),
+	})))
+}

@@ -1,0 +1,98 @@
+package stream
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the data plane's streaming metrics, labelled by tier. One set
+// serves every hub of a process (standalone runs several tiers).
+type Metrics struct {
+	connections   *prometheus.GaugeVec
+	frames        *prometheus.CounterVec
+	delivered     *prometheus.CounterVec
+	accepted      *prometheus.CounterVec
+	conflated     *prometheus.CounterVec
+	slowConsumers *prometheus.CounterVec
+	queueDrops    *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+}
+
+// NewMetrics creates the metrics and registers them with reg; a nil reg
+// leaves them unregistered (tests, benchmarks).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "databridge_connections",
+			Help: "Open stream connections.",
+		}, []string{"tier"}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_frames_delivered_total",
+			Help: "market_data frames written to clients.",
+		}, []string{"tier"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_ticks_delivered_total",
+			Help: "Ticks written to clients (one per client per tick: the metered data points).",
+		}, []string{"tier"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_ticks_accepted_total",
+			Help: "Ticks that passed the tier's quality checks and entered its hub.",
+		}, []string{"tier"}),
+		conflated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_ticks_conflated_total",
+			Help: "Ticks superseded by a later value of the same symbol inside one update interval.",
+		}, []string{"tier"}),
+		slowConsumers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_slow_consumers_total",
+			Help: "Sessions that fell behind: action step_down (interval doubled) or closed.",
+		}, []string{"tier", "action"}),
+		queueDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_sessions_closed_total",
+			Help: "Sessions closed by the data plane, by error code.",
+		}, []string{"tier", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "databridge_ingest_to_socket_seconds",
+			Help:    "Time from a tick's ingest to its frame being written to a client's socket, per delivered tick.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .015, .02, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"tier"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.frames, m.delivered, m.accepted, m.conflated,
+			m.slowConsumers, m.queueDrops, m.latency)
+	}
+	return m
+}
+
+// tierMetrics are one tier's children, bound once so the hot path does no
+// label lookups.
+type tierMetrics struct {
+	connections prometheus.Gauge
+	frames      prometheus.Counter
+	delivered   prometheus.Counter
+	accepted    prometheus.Counter
+	conflated   prometheus.Counter
+	stepDowns   prometheus.Counter
+	slowClosed  prometheus.Counter
+	latency     prometheus.Observer
+	closed      *prometheus.CounterVec
+	tier        string
+}
+
+func (m *Metrics) forTier(tier string) *tierMetrics {
+	return &tierMetrics{
+		connections: m.connections.WithLabelValues(tier),
+		frames:      m.frames.WithLabelValues(tier),
+		delivered:   m.delivered.WithLabelValues(tier),
+		accepted:    m.accepted.WithLabelValues(tier),
+		conflated:   m.conflated.WithLabelValues(tier),
+		stepDowns:   m.slowConsumers.WithLabelValues(tier, "step_down"),
+		slowClosed:  m.slowConsumers.WithLabelValues(tier, "closed"),
+		latency:     m.latency.WithLabelValues(tier),
+		closed:      m.queueDrops,
+		tier:        tier,
+	}
+}
+
+// sessionClosed counts a session the data plane closed, by error code.
+func (t *tierMetrics) sessionClosed(code string) {
+	t.closed.WithLabelValues(t.tier, code).Inc()
+}

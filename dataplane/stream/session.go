@@ -1,0 +1,326 @@
+package stream
+
+import (
+	"encoding/json"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Conn is the part of a WebSocket connection the writer uses;
+// *websocket.Conn satisfies it.
+type Conn interface {
+	WriteMessage(messageType int, data []byte) error
+	WriteControl(messageType int, data []byte, deadline time.Time) error
+	SetWriteDeadline(t time.Time) error
+	Close() error
+}
+
+// SessionConfig configures one session's outbound side.
+type SessionConfig struct {
+	// ID identifies the session in logs and the welcome message.
+	ID string
+	// MaxQueueBytes bounds what may wait to be written besides the one frame
+	// in flight (replies, snapshots, usage); past it the session is closed with
+	// slow_consumer. Zero means 1 MiB.
+	MaxQueueBytes int
+	// WriteTimeout bounds one write; a client that accepts nothing for this
+	// long is dropped. Zero means 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the writer pings. Zero means 30s.
+	PingInterval time.Duration
+	// Periodic, if set, is called every PeriodicInterval on the writer
+	// goroutine; what it returns (if not nil) is queued (usage messages).
+	Periodic         func() []byte
+	PeriodicInterval time.Duration
+	// OnFrame, if set, is called after each market_data frame is written, with
+	// the number of ticks it carried (the metered data points).
+	OnFrame func(ticks int)
+}
+
+// Session is one client connection's outbound side: a bounded queue that the
+// hub and the reader fill and one writer goroutine drains.
+type Session struct {
+	cfg SessionConfig
+	m   *tierMetrics
+
+	// Owned by the hub (under Hub.mu).
+	hubIndex    int
+	subs        []sub // sorted by slot
+	frameSeq    uint64
+	droppedSeen uint64
+	behind      int
+	step        int
+	stepMask    uint64
+
+	mu        sync.Mutex
+	out       []*msg
+	outBytes  int
+	inFlight  bool // a frame is queued or being written
+	closing   bool
+	closeCode int
+
+	wake      chan struct{}
+	done      chan struct{}
+	doneOnce  sync.Once
+	delivered atomic.Int64
+}
+
+// NewSession returns a session for a hub; run WriteLoop on its connection.
+func NewSession(h *Hub, cfg SessionConfig) *Session {
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 1 << 20
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	return &Session{
+		cfg:      cfg,
+		m:        h.m,
+		hubIndex: -1,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+}
+
+// SetPeriodic sets the function the writer calls every PeriodicInterval
+// (before WriteLoop starts); the session and what the function reports
+// usually refer to each other, so it cannot always be set in NewSession.
+func (s *Session) SetPeriodic(f func() []byte) { s.cfg.Periodic = f }
+
+// ID returns the session's id.
+func (s *Session) ID() string { return s.cfg.ID }
+
+// Delivered returns how many ticks the session has written to its client.
+func (s *Session) Delivered() int64 { return s.delivered.Load() }
+
+// Send queues a message (a reply, an error, usage) for the client.
+func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
+
+// Close queues a final error message, then a close frame with code; the writer
+// closes the connection after writing them. Only the first Close counts.
+func (s *Session) Close(code int, final []byte) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	if final != nil {
+		m := newMsg(final)
+		s.out = append(s.out, m)
+		s.outBytes += len(m.buf)
+	}
+	s.closing = true
+	s.closeCode = code
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Stop ends the writer without a close frame: the reader saw the client go.
+func (s *Session) Stop() {
+	s.doneOnce.Do(func() { close(s.done) })
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) enqueue(m *msg) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		putMsg(m)
+		return
+	}
+	s.out = append(s.out, m)
+	s.outBytes += len(m.buf)
+	if s.outBytes > s.cfg.MaxQueueBytes {
+		// Control messages are small and rare; a queue this long means the
+		// client stopped reading.
+		s.closing = true
+		s.closeCode = websocket.CloseMessageTooBig
+		s.mu.Unlock()
+		s.m.slowClosed.Inc()
+		s.m.sessionClosed("slow_consumer")
+		s.signal()
+		return
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// enqueueFrame queues a market_data frame; the hub builds the next one only
+// after the writer has written this one.
+func (s *Session) enqueueFrame(m *msg) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		putMsg(m)
+		return
+	}
+	m.frame = true
+	s.out = append(s.out, m)
+	s.inFlight = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Session) framePending() bool {
+	s.mu.Lock()
+	p := s.inFlight
+	s.mu.Unlock()
+	return p
+}
+
+// WriteLoop writes everything queued for the session to conn until the
+// session is closed or stopped, or a write fails; then it closes conn, which
+// also ends the reader. It is the only goroutine that writes to conn.
+func (s *Session) WriteLoop(conn Conn) error {
+	defer conn.Close()
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	var periodic <-chan time.Time
+	if s.cfg.Periodic != nil && s.cfg.PeriodicInterval > 0 {
+		t := time.NewTicker(s.cfg.PeriodicInterval)
+		defer t.Stop()
+		periodic = t.C
+	}
+	var batch []*msg
+	for {
+		select {
+		case <-s.done:
+			return nil
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
+				s.Stop()
+				return err
+			}
+			continue
+		case <-periodic:
+			if b := s.cfg.Periodic(); b != nil {
+				s.Send(b)
+			}
+			continue
+		case <-s.wake:
+		}
+
+		s.mu.Lock()
+		batch, s.out = s.out, batch[:0]
+		s.outBytes = 0
+		closing, code := s.closing, s.closeCode
+		s.mu.Unlock()
+
+		for i, m := range batch {
+			if err := s.write(conn, m); err != nil {
+				for _, rest := range batch[i:] {
+					putMsg(rest)
+				}
+				s.Stop()
+				return err
+			}
+			batch[i] = nil
+		}
+		if closing {
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""),
+				time.Now().Add(time.Second))
+			s.Stop()
+			return nil
+		}
+	}
+}
+
+func (s *Session) write(conn Conn, m *msg) error {
+	defer putMsg(m)
+	if err := conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, m.buf); err != nil {
+		return err
+	}
+	if !m.frame {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	for _, in := range m.ingested {
+		s.m.latency.Observe(float64(now-in) / 1e9)
+	}
+	s.m.frames.Inc()
+	s.m.delivered.Add(float64(m.ticks))
+	s.delivered.Add(int64(m.ticks))
+	if s.cfg.OnFrame != nil {
+		s.cfg.OnFrame(m.ticks)
+	}
+	s.mu.Lock()
+	s.inFlight = false
+	s.mu.Unlock()
+	return nil
+}
+
+// subscribed reports whether the session has slot i (under Hub.mu).
+func (s *Session) subscribed(i int32) bool {
+	k := sort.Search(len(s.subs), func(k int) bool { return s.subs[k].slot >= i })
+	return k < len(s.subs) && s.subs[k].slot == i
+}
+
+func (s *Session) addSub(su sub) {
+	k := sort.Search(len(s.subs), func(k int) bool { return s.subs[k].slot >= su.slot })
+	s.subs = append(s.subs, sub{})
+	copy(s.subs[k+1:], s.subs[k:])
+	s.subs[k] = su
+}
+
+func (s *Session) removeSub(i int32) {
+	k := sort.Search(len(s.subs), func(k int) bool { return s.subs[k].slot >= i })
+	if k < len(s.subs) && s.subs[k].slot == i {
+		s.subs = append(s.subs[:k], s.subs[k+1:]...)
+	}
+}
+
+// msg is one queued outbound message. Frames come from a pool so that a
+// flush allocates nothing per subscriber.
+type msg struct {
+	buf      []byte
+	pooled   bool // buf belongs to the pool; otherwise it may be shared and is never reused
+	frame    bool
+	ticks    int
+	ingested []int64 // per tick of a frame, for the latency histogram
+}
+
+var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, 0, 1024), pooled: true} }}
+
+func getMsg() *msg { return msgPool.Get().(*msg) }
+
+// newMsg wraps bytes that are not pooled (replies, errors).
+func newMsg(b []byte) *msg { return &msg{buf: b} }
+
+func putMsg(m *msg) {
+	if !m.pooled || cap(m.buf) > 64<<10 {
+		return // a one-off reply, or an oversized buffer: let the GC have it
+	}
+	m.buf = m.buf[:0]
+	m.frame = false
+	m.ticks = 0
+	m.ingested = m.ingested[:0]
+	msgPool.Put(m)
+}
+
+// encode marshals a protocol message; the types are fixed, so failure is a bug.
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("stream: cannot encode " + err.Error())
+	}
+	return b
+}
