@@ -44,6 +44,10 @@ verify: generate manifests ## Fail when generated code or manifests are stale, o
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	go vet ./...
 
+.PHONY: run
+run: build ## Run every sample tier in one process on embedded real ticks (standalone mode).
+	bin/databridge standalone --config config/samples
+
 .PHONY: build
 build: ## Build bin/databridge.
 	go build -ldflags "$(LDFLAGS)" -o bin/databridge .

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that `make test` and `make run` need when they
 # are missing: redis-server and clickhouse-server (real servers for the quota
-# and usage tests) with their clients. Run as root, or with sudo available.
+# and usage tests) with their clients, and Python's websocket-client (a
+# client no one here wrote, for the protocol test). Run as root, or with sudo.
 set -euo pipefail
 
 log() { echo "deps: $*" >&2; }
@@ -21,6 +22,8 @@ pkgs=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server redis-tools)
 command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || pkgs+=(clickhouse-client)
+# Debian's python3 (not a pyenv or venv one earlier on PATH) runs the test.
+/usr/bin/python3 -c 'import websocket' 2>/dev/null || pkgs+=(python3-websocket)
 [ ${#pkgs[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

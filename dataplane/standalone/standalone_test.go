@@ -1,0 +1,440 @@
+package standalone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/databridge-io/databridge/dataplane/feed"
+	"github.com/databridge-io/databridge/dataplane/market"
+	"github.com/databridge-io/databridge/dataplane/protocol"
+	"github.com/databridge-io/databridge/dataplane/server"
+)
+
+// testSystem runs the sample tiers on loopback listeners and returns each
+// tier's stream URL.
+func testSystem(t *testing.T) (*System, map[string]string) {
+	t.Helper()
+	sys, err := Build(Options{
+		ManifestDir: filepath.Join("..", "..", "config", "samples"),
+		Server:      server.Config{UsageInterval: 200 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var listeners []net.Listener
+	urls := map[string]string{}
+	for _, p := range sys.Planes {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l)
+		urls[p.Tier()] = "ws://" + l.Addr().String() + "/v1/stream"
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sys.Run(ctx) }()
+	go func() { defer wg.Done(); _ = sys.Serve(ctx, listeners) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return sys, urls
+}
+
+func (s *System) credential(t *testing.T, tier string, n int) Credential {
+	t.Helper()
+	var found []Credential
+	for _, c := range s.Credentials {
+		if c.Tier == tier {
+			found = append(found, c)
+		}
+	}
+	if len(found) <= n {
+		t.Fatalf("the samples have %d users on tier %s, want at least %d", len(found), tier, n+1)
+	}
+	return found[n]
+}
+
+// client is a test WebSocket client that records everything it receives.
+type client struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	msgs chan map[string]any
+	raw  chan []byte
+	// closeCode is set when the server closes the connection.
+	mu        sync.Mutex
+	closeCode int
+}
+
+func dial(t *testing.T, url, key string) *client {
+	t.Helper()
+	h := http.Header{}
+	if key != "" {
+		h.Set("Authorization", "Bearer "+key)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	c := &client{t: t, ws: ws, msgs: make(chan map[string]any, 100000), raw: make(chan []byte, 100000)}
+	go func() {
+		defer close(c.msgs)
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					c.mu.Lock()
+					c.closeCode = ce.Code
+					c.mu.Unlock()
+				}
+				return
+			}
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Errorf("server sent a message that is not JSON: %v: %s", err, data)
+				return
+			}
+			c.raw <- data
+			c.msgs <- m
+		}
+	}()
+	t.Cleanup(func() { _ = ws.Close() })
+	return c
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next returns the next message of a type, skipping usage messages.
+func (c *client) next(typ string) map[string]any {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("connection closed (code %d) while waiting for %s", c.code(), typ)
+			}
+			<-c.raw
+			if m["type"] == "usage" && typ != "usage" {
+				continue
+			}
+			if m["type"] != typ {
+				c.t.Fatalf("got %v, want a %s message", m, typ)
+			}
+			return m
+		case <-timeout:
+			c.t.Fatalf("no %s message within 5s", typ)
+		}
+	}
+}
+
+func (c *client) code() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode
+}
+
+// waitClosed waits for the server to close the connection and returns its close code.
+func (c *client) waitClosed() int {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-c.msgs:
+			if !ok {
+				return c.code()
+			}
+			<-c.raw
+		case <-timeout:
+			c.t.Fatal("the server did not close the connection within 5s")
+		}
+	}
+}
+
+func decode[T any](t *testing.T, m map[string]any) T {
+	t.Helper()
+	b, _ := json.Marshal(m)
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// realTicks returns the first n recorded OANDA ticks, with their recorded
+// (weekday) timestamps so market hours do not depend on when the test runs.
+func realTicks(t *testing.T, n int) []market.Tick {
+	t.Helper()
+	ticks, stats, err := feed.ReadFile(filepath.Join("..", "feed", "testdata", "lean_oanda_eurusd_nzdusd_20140508_head.csv.gz"))
+	if err != nil || stats.SkippedTotal() != 0 {
+		t.Fatalf("reading recorded ticks: %v (%v)", err, stats)
+	}
+	return ticks[:n]
+}
+
+func TestTiersStreamExactlyWhatTheyPayFor(t *testing.T) {
+	sys, urls := testSystem(t)
+	type tierCase struct {
+		tier      string
+		interval  time.Duration
+		entitled  int
+		subscribe []string
+		accepted  []string
+		refused   map[string]string // symbol -> tier that has it, "" for unknown
+		quality   []string          // fields every tick must carry
+		noQuality []string          // fields no tick may carry
+	}
+	cases := []tierCase{
+		{tier: "free", interval: time.Second, entitled: 5,
+			subscribe: []string{"EURUSD", "NZDUSD", "USDSEK", "XXXYYY"}, accepted: []string{"EURUSD"},
+			refused:   map[string]string{"NZDUSD": "pro", "USDSEK": "enterprise", "XXXYYY": ""},
+			noQuality: []string{"score", "market_open", "liquidity", "session", "volatility"}},
+		{tier: "pro", interval: 100 * time.Millisecond, entitled: 28,
+			subscribe: []string{"EURUSD", "NZDUSD", "USDSEK"}, accepted: []string{"EURUSD", "NZDUSD"},
+			refused: map[string]string{"USDSEK": "enterprise"},
+			quality: []string{"score", "market_open"}, noQuality: []string{"liquidity", "session", "volatility"}},
+		{tier: "enterprise", interval: 10 * time.Millisecond, entitled: 48,
+			subscribe: []string{"EURUSD", "NZDUSD", "USDSEK"}, accepted: []string{"EURUSD", "NZDUSD", "USDSEK"},
+			refused: map[string]string{},
+			quality: []string{"score", "market_open", "liquidity", "session", "volatility"}},
+	}
+	clients := map[string]*client{}
+	for _, tc := range cases {
+		cred := sys.credential(t, tc.tier, 0)
+		c := dial(t, urls[tc.tier], cred.Key.Reveal())
+		w := decode[protocol.Welcome](t, c.next("welcome"))
+		if w.Tier != tc.tier || w.Protocol != protocol.Version || len(w.EntitledSymbols) != tc.entitled ||
+			w.UpdateIntervalMS != float64(tc.interval)/float64(time.Millisecond) {
+			t.Fatalf("%s welcome = %+v", tc.tier, w)
+		}
+		c.send(protocol.Request{Type: "subscribe", ID: "s1", Symbols: tc.subscribe})
+		sub := decode[protocol.Subscribed](t, c.next("subscribed"))
+		if sub.ID != "s1" || !slices.Equal(sub.Accepted, tc.accepted) {
+			t.Fatalf("%s accepted %v, want %v", tc.tier, sub.Accepted, tc.accepted)
+		}
+		if len(sub.Refused) != len(tc.refused) {
+			t.Fatalf("%s refused %+v, want %v", tc.tier, sub.Refused, tc.refused)
+		}
+		for _, r := range sub.Refused {
+			want, ok := tc.refused[r.Symbol]
+			wantCode := protocol.CodeSymbolNotEntitled
+			if want == "" {
+				wantCode = protocol.CodeUnknownSymbol
+			}
+			if !ok || r.Tier != want || r.Code != wantCode || r.Message == "" {
+				t.Errorf("%s refusal %+v, want code %s naming tier %q", tc.tier, r, wantCode, want)
+			}
+		}
+		clients[tc.tier] = c
+	}
+
+	// Replay 1,500 recorded ticks over about 3 s, then pause.
+	ticks := realTicks(t, 1500)
+	last := map[string]market.Tick{}
+	feedStart := time.Now()
+	for _, tk := range ticks {
+		sys.Ingest(tk)
+		last[tk.Symbol] = tk
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the slowest interval
+	elapsed := time.Since(feedStart)
+
+	for _, tc := range cases {
+		c := clients[tc.tier]
+		var frames []protocol.MarketData
+		latest := map[string]protocol.Tick{}
+		lastSeq := map[string]uint64{}
+		var superseded uint64
+		delivered := map[string]int{}
+	drain:
+		for {
+			select {
+			case m := <-c.msgs:
+				raw := <-c.raw
+				if m["type"] != "market_data" {
+					continue
+				}
+				md := decode[protocol.MarketData](t, m)
+				frames = append(frames, md)
+				seen := map[string]bool{}
+				for _, tk := range md.Ticks {
+					if !slices.Contains(tc.accepted, tk.Symbol) {
+						t.Errorf("%s received %s, which it did not subscribe to or is not entitled to", tc.tier, tk.Symbol)
+					}
+					if seen[tk.Symbol] {
+						t.Errorf("%s frame %d carries %s twice", tc.tier, md.Seq, tk.Symbol)
+					}
+					seen[tk.Symbol] = true
+					if tk.Seq <= lastSeq[tk.Symbol] {
+						t.Errorf("%s: %s seq went from %d to %d", tc.tier, tk.Symbol, lastSeq[tk.Symbol], tk.Seq)
+					}
+					lastSeq[tk.Symbol] = tk.Seq
+					latest[tk.Symbol] = tk
+					delivered[tk.Symbol]++
+				}
+				superseded += md.FilterStats.Superseded
+				for _, f := range tc.quality {
+					if !strings.Contains(string(raw), `"`+f+`":`) {
+						t.Errorf("%s tick lacks %s: %s", tc.tier, f, raw)
+					}
+				}
+				for _, f := range tc.noQuality {
+					if strings.Contains(string(raw), `"`+f+`":`) {
+						t.Errorf("%s tick carries %s, which its tier does not include: %s", tc.tier, f, raw)
+					}
+				}
+			default:
+				break drain
+			}
+		}
+		if len(frames) == 0 {
+			t.Fatalf("%s received no frames", tc.tier)
+		}
+		for i, f := range frames {
+			if f.Seq != uint64(i+1) {
+				t.Fatalf("%s frame %d has seq %d: frames were lost or reordered", tc.tier, i+1, f.Seq)
+			}
+			if f.TierApplied.Tier != tc.tier {
+				t.Errorf("%s frame names tier %q", tc.tier, f.TierApplied.Tier)
+			}
+		}
+		// At most one frame per interval (plus one for the window boundaries).
+		if max := int(elapsed/tc.interval) + 1; len(frames) > max {
+			t.Errorf("%s got %d frames in %s; at most %d fit its %s interval", tc.tier, len(frames), elapsed, max, tc.interval)
+		}
+		// Always the latest value: after the pause every symbol's last delivered
+		// tick is the last one fed, and every accepted tick was either
+		// delivered or counted as superseded.
+		var total uint64
+		for _, sym := range tc.accepted {
+			want, ok := last[sym]
+			if !ok {
+				continue // no recorded ticks of this symbol
+			}
+			got := latest[sym]
+			if got.Bid != want.Bid || got.Ask != want.Ask || !got.Time.Equal(want.Time) {
+				t.Errorf("%s: last %s delivered is %v/%v at %v, want the last fed %v/%v at %v",
+					tc.tier, sym, got.Bid, got.Ask, got.Time, want.Bid, want.Ask, want.Time)
+			}
+			total += lastSeq[sym]
+			if uint64(delivered[sym]) > lastSeq[sym] {
+				t.Errorf("%s: %d %s ticks delivered, more than the %d accepted", tc.tier, delivered[sym], sym, lastSeq[sym])
+			}
+		}
+		var n uint64
+		for _, d := range delivered {
+			n += uint64(d)
+		}
+		if n+superseded != total {
+			t.Errorf("%s: %d delivered + %d superseded != %d accepted", tc.tier, n, superseded, total)
+		}
+		t.Logf("%s: %d frames, %d ticks delivered, %d superseded", tc.tier, len(frames), n, superseded)
+	}
+}
+
+func TestBadMessagesGetErrorFrames(t *testing.T) {
+	sys, urls := testSystem(t)
+	c := dial(t, urls["pro"], sys.credential(t, "pro", 0).Key.Reveal())
+	c.next("welcome")
+
+	huge := `{"type":"subscribe","symbols":["` + strings.Repeat("A", 1<<20) + `"]}`
+	many := make([]string, 10000)
+	for i := range many {
+		many[i] = "EURUSD"
+	}
+	cases := []struct {
+		name string
+		send func()
+		code protocol.Code
+	}{
+		{"not JSON", func() { _ = c.ws.WriteMessage(websocket.TextMessage, []byte("hello?")) }, protocol.CodeBadRequest},
+		{"unknown type", func() { c.send(map[string]any{"type": "buy", "id": "x"}) }, protocol.CodeBadRequest},
+		{"no type", func() { c.send(map[string]any{"symbols": []string{"EURUSD"}}) }, protocol.CodeBadRequest},
+		{"binary", func() { _ = c.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3}) }, protocol.CodeBadRequest},
+		{"1 MB message", func() { _ = c.ws.WriteMessage(websocket.TextMessage, []byte(huge)) }, protocol.CodeMessageTooLarge},
+		{"10,000 symbols", func() { c.send(protocol.Request{Type: "subscribe", Symbols: many}) }, protocol.CodeBadRequest},
+		{"empty subscribe", func() { c.send(protocol.Request{Type: "subscribe"}) }, protocol.CodeBadRequest},
+		{"auth again", func() { c.send(protocol.Request{Type: "auth", APIKey: "x"}) }, protocol.CodeBadRequest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.send()
+			e := decode[protocol.Error](t, c.next("error"))
+			if e.Code != tc.code || e.Fatal || e.Message == "" {
+				t.Fatalf("error = %+v, want non-fatal %s with a message", e, tc.code)
+			}
+		})
+	}
+	// The session survived all of it.
+	c.send(protocol.Request{Type: "ping", ID: "still-there"})
+	if p := c.next("pong"); p["id"] != "still-there" {
+		t.Fatalf("pong = %v", p)
+	}
+}
+
+func TestAuthenticationAndLimits(t *testing.T) {
+	sys, urls := testSystem(t)
+	free := sys.credential(t, "free", 0)
+
+	t.Run("unknown key", func(t *testing.T) {
+		c := dial(t, urls["free"], "dbk_not-a-key")
+		e := decode[protocol.Error](t, c.next("error"))
+		if e.Code != protocol.CodeUnauthorized || !e.Fatal {
+			t.Fatalf("error = %+v", e)
+		}
+		if code := c.waitClosed(); code != protocol.CloseUnauthorized {
+			t.Fatalf("close code %d, want %d", code, protocol.CloseUnauthorized)
+		}
+	})
+	t.Run("another tier's key", func(t *testing.T) {
+		c := dial(t, urls["free"], sys.credential(t, "pro", 0).Key.Reveal())
+		if e := decode[protocol.Error](t, c.next("error")); e.Code != protocol.CodeUnauthorized {
+			t.Fatalf("error = %+v", e)
+		}
+	})
+	t.Run("auth message for browsers", func(t *testing.T) {
+		c := dial(t, urls["free"], "")
+		c.send(protocol.Request{Type: "auth", APIKey: free.Key.Reveal()})
+		if w := decode[protocol.Welcome](t, c.next("welcome")); w.User != free.User {
+			t.Fatalf("welcome = %+v", w)
+		}
+		// The free tier allows one connection per user.
+		second := dial(t, urls["free"], free.Key.Reveal())
+		e := decode[protocol.Error](t, second.next("error"))
+		if e.Code != protocol.CodeConnectionLimit || !e.Fatal {
+			t.Fatalf("second connection got %+v, want connection_limit", e)
+		}
+		if code := second.waitClosed(); code != protocol.CloseConnectionLimit {
+			t.Fatalf("close code %d", code)
+		}
+		// Usage arrives periodically.
+		u := decode[protocol.Usage](t, c.next("usage"))
+		if u.DailyAPICalls == nil || *u.DailyAPICalls != 1000 || u.ResetAt.IsZero() {
+			t.Fatalf("usage = %+v", u)
+		}
+	})
+	t.Run("first message not auth", func(t *testing.T) {
+		c := dial(t, urls["free"], "")
+		c.send(protocol.Request{Type: "subscribe", Symbols: []string{"EURUSD"}})
+		if e := decode[protocol.Error](t, c.next("error")); e.Code != protocol.CodeUnauthorized {
+			t.Fatalf("error = %+v", e)
+		}
+	})
+}

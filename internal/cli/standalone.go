@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/databridge-io/databridge/dataplane/catalog"
+	"github.com/databridge-io/databridge/dataplane/feed"
+	"github.com/databridge-io/databridge/dataplane/market"
+	"github.com/databridge-io/databridge/dataplane/quality"
+	"github.com/databridge-io/databridge/dataplane/standalone"
+)
+
+func init() {
+	register("standalone", command{
+		summary: "run every tier of a set of manifests in one process, on embedded real ticks (no cluster needed)",
+		run:     runStandalone,
+	})
+}
+
+func runStandalone(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configDir = fs.String("config", "config/samples", "directory of SubscriptionTier, Tenant and SLAPolicy YAML")
+		addr      = fs.String("addr", "127.0.0.1", "address to listen on")
+		port      = fs.Int("port", 8080, "port of the cheapest tier; each next tier listens on the next port")
+		speed     = fs.String("speed", "1x", "replay speed of the recorded ticks: 1x, 10x, 0.5x or max")
+		simRate   = fs.Float64("sim-rate", 50, "ticks/s of simulated quotes for the symbols the recording lacks (0: none)")
+		keysFile  = fs.String("keys-file", "", "also write every user's API key to this file as JSON (mode 0600), for tools")
+		duration  = fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
+
+Runs the whole data path in one process: every tier in --config gets its own
+WebSocket endpoint, each user an API key (printed once), and all tiers are fed
+real recorded EURUSD/NZDUSD quotes (looped, shifted to now) plus simulated
+quotes for the rest of the catalogue. Usage is metered in memory.
+
+Example:
+  databridge standalone --config config/samples --port 8080
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rate, err := feed.ParseSpeed(*speed)
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: --speed %q: %v\n", *speed, err)
+		return 2
+	}
+	if *simRate < 0 || *port <= 0 || *port > 65535 {
+		fmt.Fprintln(stderr, "databridge standalone: --sim-rate must be >= 0 and --port in 1..65535")
+		return 2
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sys, err := standalone.Build(standalone.Options{ManifestDir: *configDir, Registerer: reg, Gatherer: reg, Logger: log,
+		Quality: quality.Config{}})
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 1
+	}
+	recorded, stats, err := feed.ReadAll(bytes.NewReader(standalone.DemoTicks))
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: embedded ticks: %v\n", err)
+		return 1
+	}
+
+	var listeners []net.Listener
+	endpoints := map[string]string{}
+	for i, p := range sys.Planes {
+		l, err := net.Listen("tcp", net.JoinHostPort(*addr, fmt.Sprint(*port+i)))
+		if err != nil {
+			fmt.Fprintf(stderr, "databridge standalone: tier %s: %v (choose another --port)\n", p.Tier(), err)
+			return 1
+		}
+		listeners = append(listeners, l)
+		endpoints[p.Tier()] = "ws://" + l.Addr().String() + "/v1/stream"
+	}
+	if *keysFile != "" {
+		if err := writeKeys(*keysFile, sys.Credentials); err != nil {
+			fmt.Fprintf(stderr, "databridge standalone: --keys-file: %v\n", err)
+			return 1
+		}
+	}
+
+	// Symbols the recording lacks are simulated, so every tier has data.
+	inRecording := map[string]bool{}
+	for _, t := range recorded {
+		inRecording[t.Symbol] = true
+	}
+	var simulated []string
+	for _, s := range catalog.Names() {
+		if !inRecording[s] {
+			simulated = append(simulated, s)
+		}
+	}
+	printBanner(stdout, sys, endpoints, len(recorded), stats, inRecording, len(simulated), *simRate, *configDir)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	emit := func(t market.Tick) error { sys.Ingest(t); return nil }
+	replay, err := feed.NewReplayer(recorded, feed.ReplayConfig{Speed: rate, Loop: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 1
+	}
+	go func() { _ = replay.Run(ctx, emit) }()
+	if *simRate > 0 && len(simulated) > 0 {
+		sim, err := feed.NewSimulator(feed.SimConfig{Symbols: simulated, Rate: *simRate})
+		if err != nil {
+			fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+			return 1
+		}
+		go func() { _ = sim.Run(ctx, emit) }()
+	}
+	go sys.Run(ctx)
+	if err := sys.Serve(ctx, listeners); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stderr, "databridge standalone: stopped")
+	return 0
+}
+
+func printBanner(w io.Writer, sys *standalone.System, endpoints map[string]string, recorded int, stats feed.Stats,
+	inRecording map[string]bool, simulated int, simRate float64, configDir string) {
+	var rec []string
+	for s := range inRecording {
+		rec = append(rec, s)
+	}
+	slices.Sort(rec)
+	fmt.Fprintf(w, "databridge standalone: %d tiers from %s\n", len(sys.Planes), configDir)
+	fmt.Fprintf(w, "feed: %d recorded OANDA quotes of %v (2014-05-08 11:30-12:45 UTC, looped, shifted to now)", recorded, rec)
+	if simRate > 0 {
+		fmt.Fprintf(w, " + simulated quotes for %d other symbols at %g ticks/s", simulated, simRate)
+	}
+	fmt.Fprintln(w)
+	if stats.SkippedTotal() > 0 {
+		fmt.Fprintf(w, "feed: %s\n", stats)
+	}
+	if now := time.Now().UTC(); !quality.MarketOpen(now) {
+		fmt.Fprintln(w, "note: the FX market is closed now (Friday 22:00 to Sunday 22:00 UTC), so tiers of High and Premium")
+		fmt.Fprintln(w, "      quality drop every tick stamped now as market_closed; Basic tiers still stream.")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIER\tENDPOINT\tINTERVAL\tQUALITY\tSYMBOLS")
+	for _, p := range sys.Planes {
+		t := sys.Tiers[p.Tier()]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", t.Name, endpoints[t.Name], t.UpdateInterval, t.DataQuality, len(t.Symbols))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIER\tTENANT\tCOMPANY\tUSER\tAPI KEY")
+	for _, c := range sys.Credentials {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Tier, c.Tenant, c.Company, c.User, c.Key.Reveal())
+	}
+	_ = tw.Flush()
+	if len(sys.Credentials) > 0 {
+		c := sys.Credentials[0]
+		fmt.Fprintf(w, "\nTry it (keys change on every start):\n  python3 docs/examples/client.py %s %s EURUSD\n", endpoints[c.Tier], c.Key.Reveal())
+		fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' http://%s/v1/symbols\n", c.Key.Reveal(), endpoints[c.Tier][len("ws://"):len(endpoints[c.Tier])-len("/v1/stream")])
+	}
+	fmt.Fprintln(w)
+}
+
+// writeKeys writes the credentials as JSON, readable only by the owner: the
+// file holds live API keys.
+func writeKeys(path string, creds []standalone.Credential) error {
+	type entry struct {
+		Tenant string `json:"tenant"`
+		User   string `json:"user"`
+		Tier   string `json:"tier"`
+		Key    string `json:"key"`
+	}
+	out := make([]entry, 0, len(creds))
+	for _, c := range creds {
+		out = append(out, entry{Tenant: c.Tenant, User: c.User, Tier: c.Tier, Key: c.Key.Reveal()})
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
