@@ -145,6 +145,9 @@ func (p *Plane) Handler() http.Handler { return p.srv.Handler() }
 // Server returns the plane's server.
 func (p *Plane) Server() *server.Server { return p.srv }
 
+// Registry returns the registry in effect.
+func (p *Plane) Registry() *tierconfig.Registry { return p.srv.Registry() }
+
 // Reload swaps in a new registry (tenants, keys); see server.Server.Reload.
 func (p *Plane) Reload(reg *tierconfig.Registry) { p.srv.Reload(reg) }
 

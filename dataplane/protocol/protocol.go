@@ -174,10 +174,10 @@ type FilterStats struct {
 // MarketData is one flush: the latest value of every subscribed symbol that
 // changed since the session's previous frame.
 type MarketData struct {
-	Type string `json:"type"`
+	Type        string      `json:"type"`
+	TierApplied TierApplied `json:"tier_applied"`
 	// Seq numbers the session's frames 1, 2, 3...: a gap means a lost frame.
 	Seq         uint64      `json:"seq"`
-	TierApplied TierApplied `json:"tier_applied"`
 	Ticks       []Tick      `json:"ticks"`
 	FilterStats FilterStats `json:"filter_stats"`
 }

@@ -138,6 +138,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Registry returns the registry in effect.
+func (s *Server) Registry() *tierconfig.Registry { return s.reg.Load() }
+
 // SetReady sets what /readyz answers (false while the feed is down, say).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
@@ -184,20 +187,31 @@ func (s *Server) Reload(reg *tierconfig.Registry) {
 			c.principal = p
 			s.mu.Unlock()
 		case errors.Is(err, tierconfig.ErrSuspended):
-			s.closeSession(c.sess, protocol.CloseSuspended, protocol.Error{Code: protocol.CodeSuspended,
-				Message: fmt.Sprintf("tenant %s is suspended; contact your account manager", c.principal.TenantID)})
+			s.closeSession(c.sess, protocol.CloseSuspended, suspended(c.principal.TenantID))
 		case errors.Is(err, tierconfig.ErrTierChanged):
 			mv, _ := reg.Moved(c.principal.TenantID)
+			where := mv.Endpoint
+			if where == "" {
+				where = "that tier's endpoint"
+			}
 			s.closeSession(c.sess, protocol.CloseTierChanged, protocol.Error{Code: protocol.CodeTierChanged, Endpoint: mv.Endpoint,
-				Message: fmt.Sprintf("tenant %s moved to the %s tier; reconnect to %s", c.principal.TenantID, mv.Tier, mv.Endpoint)})
+				Message: fmt.Sprintf("tenant %s moved to the %s tier; reconnect to %s", c.principal.TenantID, mv.Tier, where)})
 		default:
-			if _, ok := reg.Tenant(c.principal.TenantID); ok {
+			if t, ok := reg.Tenant(c.principal.TenantID); ok {
+				if t.Suspended {
+					s.closeSession(c.sess, protocol.CloseSuspended, suspended(c.principal.TenantID))
+				}
 				continue // a rotated key: the session stays
 			}
 			s.closeSession(c.sess, protocol.CloseUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized,
 				Message: fmt.Sprintf("tenant %s is no longer on this tier", c.principal.TenantID)})
 		}
 	}
+}
+
+func suspended(tenant string) protocol.Error {
+	return protocol.Error{Code: protocol.CodeSuspended,
+		Message: fmt.Sprintf("tenant %s is suspended; contact your account manager", tenant)}
 }
 
 func (s *Server) closeSession(sess *stream.Session, code int, e protocol.Error) {
@@ -226,8 +240,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	p, err := reg.Authenticate(key)
 	switch {
 	case errors.Is(err, tierconfig.ErrSuspended):
-		s.refuse(ws, protocol.CloseSuspended, protocol.CodeSuspended,
-			fmt.Sprintf("tenant %s is suspended; contact your account manager", p.TenantID))
+		s.refuse(ws, protocol.CloseSuspended, protocol.CodeSuspended, suspended(p.TenantID).Message)
 		return
 	case err != nil:
 		s.refuse(ws, protocol.CloseUnauthorized, protocol.CodeUnauthorized, err.Error())
@@ -247,7 +260,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		WriteTimeout:     s.cfg.WriteTimeout,
 		PingInterval:     s.cfg.PongWait / 2,
 		PeriodicInterval: s.cfg.UsageInterval,
-		OnFrame:          func(n int) { s.meter.dataPoints(tenantID, user, int64(n)) },
+		OnTicks:          func(n int) { s.meter.dataPoints(tenantID, user, int64(n)) },
 	})
 	c.sess.SetPeriodic(func() []byte { return s.usageMessage(c) })
 	s.hub.Attach(c.sess)

@@ -19,6 +19,7 @@ import (
 	"github.com/databridge-io/databridge/dataplane/market"
 	"github.com/databridge-io/databridge/dataplane/protocol"
 	"github.com/databridge-io/databridge/dataplane/server"
+	"github.com/databridge-io/databridge/dataplane/tierconfig"
 )
 
 // testSystem runs the sample tiers on loopback listeners and returns each
@@ -437,4 +438,88 @@ func TestAuthenticationAndLimits(t *testing.T) {
 			t.Fatalf("error = %+v", e)
 		}
 	})
+}
+
+// reload swaps in the plane's tenants as changed by edit.
+func reload(t *testing.T, sys *System, tier string, edit func(ts []tierconfig.Tenant) []tierconfig.Tenant) {
+	t.Helper()
+	for _, p := range sys.Planes {
+		if p.Tier() != tier {
+			continue
+		}
+		cur := p.Registry()
+		var ts []tierconfig.Tenant
+		for _, tn := range cur.Tenants().Tenants {
+			tn.Users = slices.Clone(tn.Users)
+			ts = append(ts, tn)
+		}
+		reg, err := tierconfig.NewRegistry(cur.Tier(), tierconfig.NewTenants(tier, edit(ts)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Reload(reg)
+		return
+	}
+	t.Fatalf("no tier %s", tier)
+}
+
+func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
+	sys, urls := testSystem(t)
+	desk, bot := sys.credential(t, "pro", 0), sys.credential(t, "pro", 1)
+	a := dial(t, urls["pro"], desk.Key.Reveal())
+	a.next("welcome")
+	b := dial(t, urls["pro"], bot.Key.Reveal())
+	b.next("welcome")
+	alive := func(c *client, id string) {
+		t.Helper()
+		c.send(protocol.Request{Type: "ping", ID: id})
+		if p := c.next("pong"); p["id"] != id {
+			t.Fatalf("pong = %v", p)
+		}
+	}
+
+	// A new tenant arrives and desk's key is rotated: nobody is dropped, the
+	// new tenant's key works, and desk's old key no longer opens new sessions.
+	newKey, _ := tierconfig.NewKeyGenerator(nil).NewKey()
+	reload(t, sys, "pro", func(ts []tierconfig.Tenant) []tierconfig.Tenant {
+		for i := range ts {
+			for j := range ts[i].Users {
+				if ts[i].Users[j].Name == desk.User {
+					rotated, _ := tierconfig.NewKeyGenerator(nil).NewKey()
+					ts[i].Users[j].KeyHash, ts[i].Users[j].KeyGeneration = rotated.Hash(), 1
+				}
+			}
+		}
+		return append(ts, tierconfig.Tenant{ID: "tenant-new/new", Namespace: "tenant-new", Name: "new", Company: "New Co",
+			Tier: "pro", Users: []tierconfig.User{{Name: "u", KeyHash: newKey.Hash()}}})
+	})
+	alive(a, "a1")
+	alive(b, "b1")
+	n := dial(t, urls["pro"], newKey.Reveal())
+	if w := decode[protocol.Welcome](t, n.next("welcome")); w.Company != "New Co" {
+		t.Fatalf("new tenant's welcome = %+v", w)
+	}
+	old := dial(t, urls["pro"], desk.Key.Reveal())
+	if e := decode[protocol.Error](t, old.next("error")); e.Code != protocol.CodeUnauthorized {
+		t.Fatalf("rotated-out key got %+v", e)
+	}
+
+	// Suspending the tenant closes its sessions with suspended; others stay.
+	reload(t, sys, "pro", func(ts []tierconfig.Tenant) []tierconfig.Tenant {
+		for i := range ts {
+			if ts[i].ID == desk.Tenant {
+				ts[i].Suspended = true
+			}
+		}
+		return ts
+	})
+	for _, c := range []*client{a, b} {
+		if e := decode[protocol.Error](t, c.next("error")); e.Code != protocol.CodeSuspended || !e.Fatal {
+			t.Fatalf("suspended tenant's session got %+v", e)
+		}
+		if code := c.waitClosed(); code != protocol.CloseSuspended {
+			t.Fatalf("close code %d, want %d", code, protocol.CloseSuspended)
+		}
+	}
+	alive(n, "n1")
 }

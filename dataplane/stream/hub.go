@@ -209,6 +209,7 @@ func (h *Hub) Subscribe(s *Session, symbols []string, reply []byte) {
 		n++
 	}
 	m.buf = append(b, "]}"...)
+	m.ticks = n
 	s.enqueue(newMsg(reply))
 	if n == 0 {
 		putMsg(m)

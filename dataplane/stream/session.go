@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/databridge-io/databridge/dataplane/protocol"
 )
 
 // Conn is the part of a WebSocket connection the writer uses;
@@ -36,9 +38,9 @@ type SessionConfig struct {
 	// goroutine; what it returns (if not nil) is queued (usage messages).
 	Periodic         func() []byte
 	PeriodicInterval time.Duration
-	// OnFrame, if set, is called after each market_data frame is written, with
-	// the number of ticks it carried (the metered data points).
-	OnFrame func(ticks int)
+	// OnTicks, if set, is called after each snapshot or market_data message is
+	// written, with the number of ticks it carried (the metered data points).
+	OnTicks func(ticks int)
 }
 
 // Session is one client connection's outbound side: a bounded queue that the
@@ -148,18 +150,23 @@ func (s *Session) enqueue(m *msg) {
 	s.outBytes += len(m.buf)
 	if s.outBytes > s.cfg.MaxQueueBytes {
 		// Control messages are small and rare; a queue this long means the
-		// client stopped reading.
+		// client stopped reading. The error goes out after what is queued.
+		s.out = append(s.out, newMsg(queueFull))
 		s.closing = true
-		s.closeCode = websocket.CloseMessageTooBig
+		s.closeCode = protocol.CloseSlowConsumer
 		s.mu.Unlock()
 		s.m.slowClosed.Inc()
-		s.m.sessionClosed("slow_consumer")
+		s.m.sessionClosed(string(protocol.CodeSlowConsumer))
 		s.signal()
 		return
 	}
 	s.mu.Unlock()
 	s.signal()
 }
+
+// queueFull is the error a session whose queue overflowed is closed with.
+var queueFull = encode(protocol.Error{Type: protocol.TypeError, Code: protocol.CodeSlowConsumer, Fatal: true,
+	Message: "the connection stopped reading: more than the outbound queue's limit is waiting; closing"})
 
 // enqueueFrame queues a market_data frame; the hub builds the next one only
 // after the writer has written this one.
@@ -249,6 +256,14 @@ func (s *Session) write(conn Conn, m *msg) error {
 	if err := conn.WriteMessage(websocket.TextMessage, m.buf); err != nil {
 		return err
 	}
+	if m.ticks > 0 {
+		// Snapshot and frame ticks alike are data points the client received.
+		s.m.delivered.Add(float64(m.ticks))
+		s.delivered.Add(int64(m.ticks))
+		if s.cfg.OnTicks != nil {
+			s.cfg.OnTicks(m.ticks)
+		}
+	}
 	if !m.frame {
 		return nil
 	}
@@ -257,11 +272,6 @@ func (s *Session) write(conn Conn, m *msg) error {
 		s.m.latency.Observe(float64(now-in) / 1e9)
 	}
 	s.m.frames.Inc()
-	s.m.delivered.Add(float64(m.ticks))
-	s.delivered.Add(int64(m.ticks))
-	if s.cfg.OnFrame != nil {
-		s.cfg.OnFrame(m.ticks)
-	}
 	s.mu.Lock()
 	s.inFlight = false
 	s.mu.Unlock()
