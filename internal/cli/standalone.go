@@ -19,7 +19,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/databridge-io/databridge/dataplane/bus"
 	"github.com/databridge-io/databridge/dataplane/catalog"
 	"github.com/databridge-io/databridge/dataplane/feed"
 	"github.com/databridge-io/databridge/dataplane/market"
@@ -45,6 +47,8 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		simRate   = fs.Float64("sim-rate", 50, "ticks/s of simulated quotes for the symbols the recording lacks (0: none)")
 		keysFile  = fs.String("keys-file", "", "also write every user's API key to this file as JSON (mode 0600), for tools")
 		duration  = fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+		redisAddr = fs.String("redis", "", "take ticks from this Redis's tick stream (published by 'databridge feed') instead of the embedded replay")
+		stream    = fs.String("stream", bus.DefaultStream, "key of the tick stream, with --redis")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
@@ -127,6 +131,19 @@ Flags:
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	go sys.Run(ctx)
+	if *redisAddr != "" {
+		// The production feed path: feed -> Redis stream -> consumer -> tiers.
+		client := redis.NewClient(&redis.Options{Addr: *redisAddr})
+		defer client.Close()
+		consumer, err := bus.NewRedisConsumer(client, bus.RedisConsumerConfig{Stream: *stream})
+		if err != nil {
+			fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+			return 1
+		}
+		go func() { _ = consumer.Run(ctx, sys.Ingest) }()
+		return serveStandalone(ctx, sys, listeners, stderr)
+	}
 	emit := func(t market.Tick) error { sys.Ingest(t); return nil }
 	replay, err := feed.NewReplayer(recorded, feed.ReplayConfig{Speed: rate, Loop: true})
 	if err != nil {
@@ -142,7 +159,10 @@ Flags:
 		}
 		go func() { _ = sim.Run(ctx, emit) }()
 	}
-	go sys.Run(ctx)
+	return serveStandalone(ctx, sys, listeners, stderr)
+}
+
+func serveStandalone(ctx context.Context, sys *standalone.System, listeners []net.Listener, stderr io.Writer) int {
 	if err := sys.Serve(ctx, listeners); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
