@@ -122,7 +122,16 @@ Flags:
 			simulated = append(simulated, s)
 		}
 	}
-	printBanner(stdout, sys, endpoints, len(recorded), stats, inRecording, len(simulated), *simRate, *configDir)
+	feedLine := fmt.Sprintf("%d recorded OANDA quotes of %v (2014-05-08 11:30-12:45 UTC, looped, shifted to now)", len(recorded), sortedSet(inRecording))
+	if *simRate > 0 {
+		feedLine += fmt.Sprintf(" + simulated quotes for %d other symbols at %g ticks/s", len(simulated), *simRate)
+	}
+	if *redisAddr != "" {
+		feedLine = fmt.Sprintf("the Redis stream %s at %s (publish with 'databridge feed')", *stream, *redisAddr)
+	} else if stats.SkippedTotal() > 0 {
+		feedLine += "; " + stats.String()
+	}
+	printBanner(stdout, sys, endpoints, feedLine, *configDir)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -171,22 +180,9 @@ func serveStandalone(ctx context.Context, sys *standalone.System, listeners []ne
 	return 0
 }
 
-func printBanner(w io.Writer, sys *standalone.System, endpoints map[string]string, recorded int, stats feed.Stats,
-	inRecording map[string]bool, simulated int, simRate float64, configDir string) {
-	var rec []string
-	for s := range inRecording {
-		rec = append(rec, s)
-	}
-	slices.Sort(rec)
+func printBanner(w io.Writer, sys *standalone.System, endpoints map[string]string, feedLine, configDir string) {
 	fmt.Fprintf(w, "databridge standalone: %d tiers from %s\n", len(sys.Planes), configDir)
-	fmt.Fprintf(w, "feed: %d recorded OANDA quotes of %v (2014-05-08 11:30-12:45 UTC, looped, shifted to now)", recorded, rec)
-	if simRate > 0 {
-		fmt.Fprintf(w, " + simulated quotes for %d other symbols at %g ticks/s", simulated, simRate)
-	}
-	fmt.Fprintln(w)
-	if stats.SkippedTotal() > 0 {
-		fmt.Fprintf(w, "feed: %s\n", stats)
-	}
+	fmt.Fprintf(w, "feed: %s\n", feedLine)
 	if now := time.Now().UTC(); !quality.MarketOpen(now) {
 		fmt.Fprintln(w, "note: the FX market is closed now (Friday 22:00 to Sunday 22:00 UTC), so tiers of High and Premium")
 		fmt.Fprintln(w, "      quality drop every tick stamped now as market_closed; Basic tiers still stream.")
@@ -232,4 +228,13 @@ func writeKeys(path string, creds []standalone.Credential) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
