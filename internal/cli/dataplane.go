@@ -59,14 +59,26 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveDataplane(ctx, dataplaneFlags{*configDir, *listen, *redisAddr, *stream, *poll}, stderr)
+}
+
+type dataplaneFlags struct {
+	configDir, listen, redisAddr, stream string
+	poll                                 time.Duration
+}
+
+// serveDataplane runs the data plane until ctx ends.
+func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var plane *dataplane.Plane
 	watcher, err := tierconfig.NewWatcher(tierconfig.WatcherConfig{
-		Dir:      *configDir,
-		Interval: *poll,
+		Dir:      f.configDir,
+		Interval: f.poll,
 		OnChange: func(tier *tierconfig.Tier, r *tierconfig.Registry) {
 			// Tenants, keys and suspensions apply live. The operator rolls the
 			// pods when the tier itself changes (a checksum of tier.json on
@@ -87,21 +99,19 @@ Flags:
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
 	}
-	client := redis.NewClient(&redis.Options{Addr: *redisAddr})
+	client := redis.NewClient(&redis.Options{Addr: f.redisAddr})
 	defer client.Close()
-	consumer, err := bus.NewRedisConsumer(client, bus.RedisConsumerConfig{Stream: *stream})
+	consumer, err := bus.NewRedisConsumer(client, bus.RedisConsumerConfig{Stream: f.stream})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
 	}
-	l, err := net.Listen("tcp", *listen)
+	l, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go watcher.Run(ctx)
 	go plane.Run(ctx)
 	go func() { _ = consumer.Run(ctx, plane.Ingest) }()
@@ -110,7 +120,7 @@ Flags:
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "redis", *redisAddr, "stream", *stream)
+	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "redis", f.redisAddr, "stream", f.stream)
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
