@@ -65,11 +65,20 @@ func (m *meter) apiCall(tenant, user string) int64 {
 	return t.apiCalls.Add(1)
 }
 
-// dataPoints counts n delivered ticks.
-func (m *meter) dataPoints(tenant, user string, n int64) {
-	t, u := m.counters(tenant, user)
-	u.dataPoints.Add(n)
-	t.dataPoints.Add(n)
+// recorder returns a function that counts delivered ticks for one user, for
+// one session's writer goroutine: it keeps the day's counters and looks them
+// up again only when the date changes, so a frame costs two atomic adds.
+func (m *meter) recorder(tenant, user string) func(n int) {
+	var day int64 = -1
+	var t, u *usage
+	return func(n int) {
+		if d := dayOf(m.now()); d != day {
+			t, u = m.counters(tenant, user)
+			day = d
+		}
+		t.dataPoints.Add(int64(n))
+		u.dataPoints.Add(int64(n))
+	}
 }
 
 // tenant returns the tenant's totals today.

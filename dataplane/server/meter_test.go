@@ -9,9 +9,11 @@ import (
 func TestMeterResetsAtMidnightUTC(t *testing.T) {
 	now := time.Date(2026, 11, 27, 23, 59, 59, 0, time.UTC)
 	m := newMeter(func() time.Time { return now })
+	record := m.recorder("t", "alice")
 	m.apiCall("t", "alice")
 	m.apiCall("t", "bob")
-	m.dataPoints("t", "alice", 40)
+	record(30)
+	record(10)
 	if calls, points := m.tenant("t"); calls != 2 || points != 40 {
 		t.Fatalf("tenant totals = %d calls, %d points; want 2, 40", calls, points)
 	}
@@ -24,6 +26,10 @@ func TestMeterResetsAtMidnightUTC(t *testing.T) {
 	}
 	if n := m.apiCall("t", "alice"); n != 1 {
 		t.Fatalf("first call of the new day counted as %d", n)
+	}
+	record(5)
+	if _, points := m.tenant("t"); points != 5 {
+		t.Fatalf("a session open across midnight counted %d points on the new day, want 5", points)
 	}
 }
 

@@ -125,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 		upgrader: websocket.Upgrader{
 			// Small buffers keep idle connections cheap; writes borrow a
 			// pooled buffer only while they write.
-			ReadBufferSize:  1024,
+			ReadBufferSize:  512,
 			WriteBufferSize: 4096,
 			WriteBufferPool: &sync.Pool{},
 			// Browsers may connect from any origin: the API key, not the
@@ -251,16 +251,23 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		s.refuse(ws, protocol.CloseConnectionLimit, protocol.CodeConnectionLimit, err.Error())
 		return
 	}
-	defer s.limits.release(p.TenantID, p.User)
+	// The session runs on goroutines of its own so that this handler returns:
+	// net/http then lets go of the request and the connection's 8 KiB of
+	// buffers, which would otherwise stay alive as long as the session.
+	go s.runSession(ws, p)
+}
 
+// runSession reads the client's messages on this goroutine until it goes
+// away; the session's writer goroutine writes.
+func (s *Server) runSession(ws *websocket.Conn, p tierconfig.Principal) {
+	defer s.limits.release(p.TenantID, p.User)
 	c := &conn{principal: p}
-	tenantID, user := p.TenantID, p.User
 	c.sess = stream.NewSession(s.hub, stream.SessionConfig{
 		ID:               newSessionID(),
 		WriteTimeout:     s.cfg.WriteTimeout,
 		PingInterval:     s.cfg.PongWait / 2,
 		PeriodicInterval: s.cfg.UsageInterval,
-		OnTicks:          func(n int) { s.meter.dataPoints(tenantID, user, int64(n)) },
+		OnTicks:          s.meter.recorder(p.TenantID, p.User),
 	})
 	c.sess.SetPeriodic(func() []byte { return s.usageMessage(c) })
 	s.hub.Attach(c.sess)
@@ -273,8 +280,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		delete(s.sessions, c.sess)
 		s.mu.Unlock()
 		c.sess.Stop()
+		_ = ws.Close()
 	}()
-	go func() { _ = c.sess.WriteLoop(ws) }()
+	c.sess.Start(ws)
 
 	c.sess.Send(mustJSON(s.welcome(c)))
 	s.readLoop(ws, c)

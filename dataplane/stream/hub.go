@@ -150,6 +150,9 @@ func (h *Hub) Attach(s *Session) {
 	h.mu.Lock()
 	s.hubIndex = len(h.sessions)
 	s.droppedSeen = h.dropped
+	now := time.Now()
+	s.nextPing = now.Add(s.cfg.PingInterval)
+	s.nextPeriodic = now.Add(s.cfg.PeriodicInterval)
 	h.sessions = append(h.sessions, s)
 	h.mu.Unlock()
 	h.m.connections.Inc()
@@ -230,16 +233,41 @@ func (h *Hub) Unsubscribe(s *Session, symbols []string, reply []byte) {
 	s.enqueue(newMsg(reply))
 }
 
-// Run flushes every interval until ctx ends.
+// Run flushes every interval, and once a second asks sessions' writers for
+// their pings and usage messages, until ctx ends.
 func (h *Hub) Run(ctx context.Context) {
 	t := time.NewTicker(h.cfg.Interval)
 	defer t.Stop()
+	house := time.NewTicker(time.Second)
+	defer house.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			h.flush()
+		case now := <-house.C:
+			h.housekeep(now)
+		}
+	}
+}
+
+// housekeep sets the ping and periodic tasks of the sessions that are due.
+func (h *Hub) housekeep(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.sessions {
+		var tasks uint32
+		if !now.Before(s.nextPing) {
+			s.nextPing = now.Add(s.cfg.PingInterval)
+			tasks |= taskPing
+		}
+		if s.cfg.PeriodicInterval > 0 && !now.Before(s.nextPeriodic) {
+			s.nextPeriodic = now.Add(s.cfg.PeriodicInterval)
+			tasks |= taskPeriodic
+		}
+		if tasks != 0 {
+			s.addTasks(tasks)
 		}
 	}
 }

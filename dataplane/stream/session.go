@@ -60,18 +60,32 @@ type Session struct {
 
 	mu        sync.Mutex
 	out       []*msg
+	spare     []*msg // the writer's previous batch, reused as the next queue
 	outBytes  int
 	inFlight  bool // a frame is queued or being written
 	closing   bool
 	closeCode int
+	conn      Conn // nil until Start
+	writing   bool // a writer goroutine is running
+	stopped   bool
 
-	wake      chan struct{}
+	// Owned by the hub's housekeeping (under Hub.mu).
+	nextPing, nextPeriodic time.Time
+
+	tasks     atomic.Uint32 // taskPing | taskPeriodic, set by the hub's housekeeping
 	done      chan struct{}
-	doneOnce  sync.Once
 	delivered atomic.Int64
 }
 
-// NewSession returns a session for a hub; run WriteLoop on its connection.
+// Work the hub's housekeeping asks of a session's writer besides writing
+// what is queued. One shared timer for all sessions replaces two tickers per
+// session: cheaper to wake, and less memory per idle connection.
+const (
+	taskPing uint32 = 1 << iota
+	taskPeriodic
+)
+
+// NewSession returns a session for a hub; Start it on its connection.
 func NewSession(h *Hub, cfg SessionConfig) *Session {
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = 1 << 20
@@ -86,14 +100,13 @@ func NewSession(h *Hub, cfg SessionConfig) *Session {
 		cfg:      cfg,
 		m:        h.m,
 		hubIndex: -1,
-		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 }
 
 // SetPeriodic sets the function the writer calls every PeriodicInterval
-// (before WriteLoop starts); the session and what the function reports
-// usually refer to each other, so it cannot always be set in NewSession.
+// (before Start); the session and what the function reports usually refer
+// to each other, so it cannot always be set in NewSession.
 func (s *Session) SetPeriodic(f func() []byte) { s.cfg.Periodic = f }
 
 // ID returns the session's id.
@@ -102,6 +115,14 @@ func (s *Session) ID() string { return s.cfg.ID }
 // Delivered returns how many ticks the session has written to its client.
 func (s *Session) Delivered() int64 { return s.delivered.Load() }
 
+// Start begins writing to conn what is queued and what will be.
+func (s *Session) Start(conn Conn) {
+	s.mu.Lock()
+	s.conn = conn
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
 // Send queues a message (a reply, an error, usage) for the client.
 func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
 
@@ -109,8 +130,8 @@ func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
 // closes the connection after writing them. Only the first Close counts.
 func (s *Session) Close(code int, final []byte) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closing {
-		s.mu.Unlock()
 		return
 	}
 	if final != nil {
@@ -120,29 +141,59 @@ func (s *Session) Close(code int, final []byte) {
 	}
 	s.closing = true
 	s.closeCode = code
-	s.mu.Unlock()
-	s.signal()
+	s.kickLocked()
 }
 
-// Stop ends the writer without a close frame: the reader saw the client go.
+// Stop ends the session without a close frame (the reader saw the client
+// go): nothing more is written, and Done is closed.
 func (s *Session) Stop() {
-	s.doneOnce.Do(func() { close(s.done) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Session) stopLocked() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	close(s.done)
+	for _, m := range s.out {
+		putMsg(m)
+	}
+	s.out = nil
 }
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-func (s *Session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// kickLocked starts a writer goroutine if there is none and there is work.
+// The writer runs only while there is something to write, so an idle
+// connection holds no writer goroutine and no stack for it; there is never
+// more than one, so only it writes to the connection.
+func (s *Session) kickLocked() {
+	if s.writing || s.stopped || s.conn == nil {
+		return
 	}
+	if len(s.out) == 0 && !s.closing && s.tasks.Load() == 0 {
+		return
+	}
+	s.writing = true
+	go s.writer()
+}
+
+// addTasks asks the writer for pings or usage (from the hub's housekeeping).
+func (s *Session) addTasks(t uint32) {
+	s.tasks.Or(t)
+	s.mu.Lock()
+	s.kickLocked()
+	s.mu.Unlock()
 }
 
 func (s *Session) enqueue(m *msg) {
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.closing || s.stopped {
 		putMsg(m)
 		return
 	}
@@ -154,14 +205,10 @@ func (s *Session) enqueue(m *msg) {
 		s.out = append(s.out, newMsg(queueFull))
 		s.closing = true
 		s.closeCode = protocol.CloseSlowConsumer
-		s.mu.Unlock()
 		s.m.slowClosed.Inc()
 		s.m.sessionClosed(string(protocol.CodeSlowConsumer))
-		s.signal()
-		return
 	}
-	s.mu.Unlock()
-	s.signal()
+	s.kickLocked()
 }
 
 // queueFull is the error a session whose queue overflowed is closed with.
@@ -172,16 +219,15 @@ var queueFull = encode(protocol.Error{Type: protocol.TypeError, Code: protocol.C
 // after the writer has written this one.
 func (s *Session) enqueueFrame(m *msg) {
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.closing || s.stopped {
 		putMsg(m)
 		return
 	}
 	m.frame = true
 	s.out = append(s.out, m)
 	s.inFlight = true
-	s.mu.Unlock()
-	s.signal()
+	s.kickLocked()
 }
 
 func (s *Session) framePending() bool {
@@ -191,68 +237,72 @@ func (s *Session) framePending() bool {
 	return p
 }
 
-// WriteLoop writes everything queued for the session to conn until the
-// session is closed or stopped, or a write fails; then it closes conn, which
-// also ends the reader. It is the only goroutine that writes to conn.
-func (s *Session) WriteLoop(conn Conn) error {
-	defer conn.Close()
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
-	var periodic <-chan time.Time
-	if s.cfg.Periodic != nil && s.cfg.PeriodicInterval > 0 {
-		t := time.NewTicker(s.cfg.PeriodicInterval)
-		defer t.Stop()
-		periodic = t.C
-	}
-	var batch []*msg
+// writer writes what is queued, in order, until the queue is empty (then it
+// exits), the session closes (close frame, then the connection) or a write
+// fails (the connection is closed, which also ends the reader).
+func (s *Session) writer() {
 	for {
-		select {
-		case <-s.done:
-			return nil
-		case <-ping.C:
-			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
-				s.Stop()
-				return err
-			}
-			continue
-		case <-periodic:
-			if b := s.cfg.Periodic(); b != nil {
-				s.Send(b)
-			}
-			continue
-		case <-s.wake:
-		}
-
 		s.mu.Lock()
-		batch, s.out = s.out, batch[:0]
+		tasks := s.tasks.Swap(0)
+		if s.stopped || len(s.out) == 0 && !s.closing && tasks == 0 {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		batch := s.out
+		s.out, s.spare = s.spare[:0], nil
 		s.outBytes = 0
-		closing, code := s.closing, s.closeCode
+		closing, code, conn := s.closing, s.closeCode, s.conn
 		s.mu.Unlock()
 
-		for i, m := range batch {
-			if err := s.write(conn, m); err != nil {
-				for _, rest := range batch[i:] {
-					putMsg(rest)
-				}
-				s.Stop()
-				return err
+		if tasks&taskPeriodic != 0 && s.cfg.Periodic != nil {
+			if b := s.cfg.Periodic(); b != nil {
+				batch = append(batch, newMsg(b))
 			}
+		}
+		err := s.writeBatch(conn, batch, tasks&taskPing != 0)
+		for i := range batch {
 			batch[i] = nil
 		}
-		if closing {
+		if err == nil && closing {
 			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""),
 				time.Now().Add(time.Second))
-			s.Stop()
-			return nil
 		}
+		s.mu.Lock()
+		s.spare = batch[:0]
+		if err != nil || closing {
+			s.stopLocked()
+			s.writing = false
+			s.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		s.mu.Unlock()
 	}
+}
+
+// writeBatch writes a ping if asked, then every message of batch; all of
+// them go back to the pool whatever happens.
+func (s *Session) writeBatch(conn Conn, batch []*msg, ping bool) error {
+	// One deadline covers the batch: a client that takes all of
+	// WriteTimeout to accept it is dropped either way.
+	deadline := time.Now().Add(s.cfg.WriteTimeout)
+	err := conn.SetWriteDeadline(deadline)
+	if err == nil && ping {
+		err = conn.WriteControl(websocket.PingMessage, nil, deadline)
+	}
+	for _, m := range batch {
+		if err != nil {
+			putMsg(m)
+			continue
+		}
+		err = s.write(conn, m)
+	}
+	return err
 }
 
 func (s *Session) write(conn Conn, m *msg) error {
 	defer putMsg(m)
-	if err := conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil {
-		return err
-	}
 	if err := conn.WriteMessage(websocket.TextMessage, m.buf); err != nil {
 		return err
 	}
@@ -303,6 +353,7 @@ func (s *Session) removeSub(i int32) {
 type msg struct {
 	buf      []byte
 	pooled   bool // buf belongs to the pool; otherwise it may be shared and is never reused
+	free     bool // in the pool now: a second putMsg would hand it to two owners
 	frame    bool
 	ticks    int
 	ingested []int64 // per tick of a frame, for the latency histogram
@@ -310,15 +361,20 @@ type msg struct {
 
 var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, 0, 1024), pooled: true} }}
 
-func getMsg() *msg { return msgPool.Get().(*msg) }
+func getMsg() *msg {
+	m := msgPool.Get().(*msg)
+	m.free = false
+	return m
+}
 
 // newMsg wraps bytes that are not pooled (replies, errors).
 func newMsg(b []byte) *msg { return &msg{buf: b} }
 
 func putMsg(m *msg) {
-	if !m.pooled || cap(m.buf) > 64<<10 {
-		return // a one-off reply, or an oversized buffer: let the GC have it
+	if !m.pooled || m.free || cap(m.buf) > 64<<10 {
+		return // a one-off reply, already returned, or oversized: let the GC have it
 	}
+	m.free = true
 	m.buf = m.buf[:0]
 	m.frame = false
 	m.ticks = 0

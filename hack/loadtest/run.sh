@@ -21,14 +21,14 @@ PORT=${PORT:-19080}
 majors=EURUSD,GBPUSD,USDJPY,USDCHF,AUDUSD,USDCAD,NZDUSD,EURGBP,EURJPY,EURCHF,EURAUD,EURCAD,EURNZD,GBPJPY,GBPCHF,GBPAUD,GBPCAD,GBPNZD,CHFJPY,AUDJPY,CADJPY,NZDJPY,AUDCHF,CADCHF,NZDCHF,AUDCAD,AUDNZD,NZDCAD
 
 case $scenario in
-A) clients=1000 rate=2000 extra=(--symbols 5) ;;
+A) clients=${CLIENTS:-1000} rate=2000 extra=(--symbols 5) ;;
 B) clients=5000 rate=500 extra=(--symbols 5) ;;
 C) clients=10000 rate=0 extra=(--idle) ;;
 *) echo "unknown scenario $scenario: want A, B or C" >&2; exit 2 ;;
 esac
 
 mkdir -p "$work" "$OUT"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" # 10,000 connections need more than the usual 1,024 descriptors
 (cd "$root" && go build -o "$work/databridge" .)
 bin=$work/databridge
 
@@ -45,7 +45,7 @@ trap cleanup EXIT
 for n in $(seq 1 "$reps"); do
 	stream="databridge:loadtest:$scenario:$n:$$"
 	"$bin" standalone --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
-		--port "$PORT" --keys-file "$work/keys.json" >"$work/server-$scenario-$n.log" 2>&1 &
+		--port "$PORT" --keys-file "$work/keys.json" ${DEBUG_ADDR:+--debug-addr "$DEBUG_ADDR"} >"$work/server-$scenario-$n.log" 2>&1 &
 	server=$!
 	pids+=("$server")
 	for _ in $(seq 1 100); do

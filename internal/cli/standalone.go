@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -49,6 +51,7 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		duration  = fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
 		redisAddr = fs.String("redis", "", "take ticks from this Redis's tick stream (published by 'databridge feed') instead of the embedded replay")
 		stream    = fs.String("stream", bus.DefaultStream, "key of the tick stream, with --redis")
+		debugAddr = fs.String("debug-addr", "", "serve Go's /debug/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
@@ -133,6 +136,9 @@ Flags:
 	}
 	printBanner(stdout, sys, endpoints, feedLine, *configDir)
 
+	if *debugAddr != "" {
+		go func() { _ = http.ListenAndServe(*debugAddr, pprofMux()) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *duration > 0 {
@@ -237,4 +243,13 @@ func sortedSet(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// pprofMux serves Go's profiles; it is only ever bound where --debug-addr says.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
