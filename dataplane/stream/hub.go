@@ -30,6 +30,9 @@ type HubConfig struct {
 	// session that still falls behind is closed with slow_consumer. Zero means 5
 	// (32 times the tier's interval).
 	MaxStepDowns int
+	// StepUpAfter is how many frames in a row a stepped-down session must take
+	// on time before its interval halves again. Zero means 100.
+	StepUpAfter int
 	// Metrics receives the hub's metrics. Nil means a private, unregistered set.
 	Metrics *Metrics
 }
@@ -46,8 +49,8 @@ type Hub struct {
 	cfg     HubConfig
 	m       *tierMetrics
 	index   map[string]int32
-	header  []byte // `{"type":"market_data","tier_applied":{...},"seq":`
-	closing []byte // the fatal slow_consumer error, encoded once
+	headers [][]byte // per step-down: `{"type":"market_data","tier_applied":{...},"seq":`
+	closing []byte   // the fatal slow_consumer error, encoded once
 
 	mu       sync.Mutex
 	slots    []slot
@@ -82,6 +85,9 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.MaxStepDowns <= 0 {
 		cfg.MaxStepDowns = 5
 	}
+	if cfg.StepUpAfter <= 0 {
+		cfg.StepUpAfter = 100
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -94,8 +100,12 @@ func NewHub(cfg HubConfig) *Hub {
 	for i, s := range cfg.Symbols {
 		h.index[s] = int32(i)
 	}
-	h.header = fmt.Appendf(nil, `{"type":"market_data","tier_applied":{"tier":%s,"update_interval_ms":%s,"data_quality":"%s"},"seq":`,
-		strconv.Quote(cfg.Tier), strconv.FormatFloat(float64(cfg.Interval)/float64(time.Millisecond), 'f', -1, 64), cfg.Level)
+	// tier_applied names the interval the session actually gets, which is
+	// the tier's unless the session was stepped down.
+	for step := 0; step <= cfg.MaxStepDowns; step++ {
+		h.headers = append(h.headers, fmt.Appendf(nil, `{"type":"market_data","tier_applied":{"tier":%s,"update_interval_ms":%s,"data_quality":"%s"},"seq":`,
+			strconv.Quote(cfg.Tier), strconv.FormatFloat(float64(cfg.Interval<<step)/float64(time.Millisecond), 'f', -1, 64), cfg.Level))
+	}
 	h.closing = encode(protocol.Error{Type: protocol.TypeError, Code: protocol.CodeSlowConsumer, Fatal: true,
 		Message: "the connection reads too slowly to keep up even at the slowest interval; closing. Read faster or subscribe to fewer symbols"})
 	return h
@@ -294,6 +304,13 @@ func (h *Hub) flush() {
 		}
 		s.behind = 0
 		h.frame(s)
+		if s.step > 0 {
+			if s.onTime++; s.onTime >= h.cfg.StepUpAfter {
+				s.onTime = 0
+				s.step--
+				s.stepMask = 1<<s.step - 1
+			}
+		}
 	}
 	for i := range h.slots {
 		h.slots[i].flushed = h.slots[i].seq
@@ -313,7 +330,7 @@ func (h *Hub) hasNews(s *Session) bool {
 func (h *Hub) frame(s *Session) {
 	m := getMsg()
 	s.frameSeq++
-	b := append(m.buf[:0], h.header...)
+	b := append(m.buf[:0], h.headers[s.step]...)
 	b = strconv.AppendUint(b, s.frameSeq, 10)
 	b = append(b, `,"ticks":[`...)
 	var n int
@@ -346,6 +363,7 @@ func (h *Hub) frame(s *Session) {
 // fellBehind handles a session still writing its previous frame when its
 // next one is due.
 func (h *Hub) fellBehind(s *Session) {
+	s.onTime = 0
 	s.behind++
 	if s.behind < h.cfg.StepDownAfter {
 		return

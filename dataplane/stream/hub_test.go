@@ -233,3 +233,33 @@ func TestDetachStopsFrames(t *testing.T) {
 		t.Fatalf("hub has %d sessions after a detach, want 1", got)
 	}
 }
+
+func TestSteppedDownSessionStepsBackUp(t *testing.T) {
+	h := testHub(func(c *HubConfig) { c.StepDownAfter = 1; c.StepUpAfter = 3 })
+	s := NewSession(h, SessionConfig{ID: "s"})
+	h.Attach(s)
+	h.Subscribe(s, []string{"EURUSD"}, []byte(`{}`))
+	drain(t, s)
+	price := 1.0
+	tick := func() {
+		price += 0.0001
+		h.Publish(scored("EURUSD", price))
+		h.flush()
+	}
+	tick() // frame in flight
+	tick() // behind: stepped down to 200ms
+	drain(t, s)
+	var intervals []float64
+	for i := 0; i < 12; i++ {
+		tick()
+		for _, m := range drain(t, s) {
+			if m["type"] == "market_data" {
+				intervals = append(intervals, decodeFrame(t, m).TierApplied.UpdateIntervalMS)
+			}
+		}
+	}
+	// Three frames at 200ms (every 2nd flush), then back at the tier's 100ms.
+	if fmt.Sprint(intervals) != "[200 200 200 100 100 100 100 100 100]" {
+		t.Fatalf("tier_applied intervals %v, want three frames at 200 then 100", intervals)
+	}
+}

@@ -54,7 +54,8 @@ type Session struct {
 	subs        []sub // sorted by slot
 	frameSeq    uint64
 	droppedSeen uint64
-	behind      int
+	behind      int // flushes in a row that found the previous frame unwritten
+	onTime      int // frames in a row built on time while stepped down
 	step        int
 	stepMask    uint64
 
