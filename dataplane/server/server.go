@@ -251,16 +251,6 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		s.refuse(ws, protocol.CloseConnectionLimit, protocol.CodeConnectionLimit, err.Error())
 		return
 	}
-	// The session runs on goroutines of its own so that this handler returns:
-	// net/http then lets go of the request and the connection's 8 KiB of
-	// buffers, which would otherwise stay alive as long as the session.
-	go s.runSession(ws, p)
-}
-
-// runSession reads the client's messages on this goroutine until it goes
-// away; the session's writer goroutine writes.
-func (s *Server) runSession(ws *websocket.Conn, p tierconfig.Principal) {
-	defer s.limits.release(p.TenantID, p.User)
 	c := &conn{principal: p}
 	c.sess = stream.NewSession(s.hub, stream.SessionConfig{
 		ID:               newSessionID(),
@@ -274,6 +264,18 @@ func (s *Server) runSession(ws *websocket.Conn, p tierconfig.Principal) {
 	s.mu.Lock()
 	s.sessions[c.sess] = c
 	s.mu.Unlock()
+	c.sess.Send(mustJSON(s.welcome(c)))
+	c.sess.Start(ws)
+	// The session reads on a goroutine of its own so that this handler
+	// returns: net/http then lets go of the request and the connection's
+	// 8 KiB of buffers, and the stack this handler grew (the upgrade, the
+	// welcome's JSON) goes with it; an idle reader needs only a small one.
+	go s.runSession(ws, c, p.TenantID, p.User)
+}
+
+// runSession reads the client's messages on this goroutine until it goes
+// away, then ends the session; the session's writer writes.
+func (s *Server) runSession(ws *websocket.Conn, c *conn, tenant, user string) {
 	defer func() {
 		s.hub.Detach(c.sess)
 		s.mu.Lock()
@@ -281,10 +283,8 @@ func (s *Server) runSession(ws *websocket.Conn, p tierconfig.Principal) {
 		s.mu.Unlock()
 		c.sess.Stop()
 		_ = ws.Close()
+		s.limits.release(tenant, user)
 	}()
-	c.sess.Start(ws)
-
-	c.sess.Send(mustJSON(s.welcome(c)))
 	s.readLoop(ws, c)
 }
 
@@ -382,6 +382,9 @@ func (s *Server) readLoop(ws *websocket.Conn, c *conn) {
 	subs := map[string]bool{}
 	var buf bytes.Buffer
 	for {
+		if buf.Cap() > 4<<10 {
+			buf = bytes.Buffer{} // do not keep a large message's buffer for the session's life
+		}
 		typ, r, err := ws.NextReader()
 		if err != nil {
 			return

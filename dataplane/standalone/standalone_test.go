@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -522,4 +523,68 @@ func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
 		}
 	}
 	alive(n, "n1")
+}
+
+func TestRESTEndpoints(t *testing.T) {
+	sys, urls := testSystem(t)
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(urls["free"], "ws"), "/v1/stream")
+	get := func(path, key string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+
+	code, body := get("/v1/symbols", sys.credential(t, "free", 0).Key.Reveal())
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/symbols = %d %s", code, body)
+	}
+	var symbols struct {
+		Tier    string
+		Symbols []struct {
+			Symbol   string
+			Entitled bool
+			Tier     string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &symbols); err != nil {
+		t.Fatal(err)
+	}
+	entitled := 0
+	for _, s := range symbols.Symbols {
+		if s.Entitled {
+			entitled++
+		}
+		if s.Symbol == "USDCHF" && (s.Entitled || s.Tier != "pro") {
+			t.Errorf("USDCHF on the free tier = %+v, want not entitled, available on pro", s)
+		}
+	}
+	if symbols.Tier != "free" || entitled != 5 || len(symbols.Symbols) != 48 {
+		t.Errorf("/v1/symbols: tier %q, %d of %d entitled; want free, 5 of 48", symbols.Tier, entitled, len(symbols.Symbols))
+	}
+
+	code, body = get("/v1/symbols", "")
+	if code != http.StatusUnauthorized || !strings.Contains(body, `"code":"unauthorized"`) {
+		t.Errorf("GET /v1/symbols without a key = %d %s, want 401 with code unauthorized", code, body)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(path, ""); code != http.StatusOK {
+			t.Errorf("GET %s = %d %s", path, code, body)
+		}
+	}
+	code, body = get("/metrics", "")
+	for _, want := range []string{"databridge_connections", "databridge_ticks_accepted_total", "databridge_ingest_to_socket_seconds_bucket"} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
+	}
 }
