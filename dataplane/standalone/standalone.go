@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/databridge-io/databridge/dataplane"
+	"github.com/databridge-io/databridge/dataplane/feed"
 	"github.com/databridge-io/databridge/dataplane/market"
 	"github.com/databridge-io/databridge/dataplane/quality"
 	"github.com/databridge-io/databridge/dataplane/server"
@@ -190,4 +191,32 @@ func (s *System) Serve(ctx context.Context, listeners []net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// DemoTimeOffset is how far back to stamp the demo feed's ticks: zero while
+// the FX market is open; while it is closed (Friday 22:00 to Sunday 22:00
+// UTC), the time since the last Friday 12:00 UTC, so that a demo run at the
+// weekend still shows High and Premium tiers streaming (they drop ticks
+// stamped outside market hours) with ten trading hours to go.
+func DemoTimeOffset(now time.Time) time.Duration {
+	now = now.UTC()
+	if quality.MarketOpen(now) {
+		return 0
+	}
+	back := (int(now.Weekday()) - int(time.Friday) + 7) % 7
+	friday := time.Date(now.Year(), now.Month(), now.Day()-back, 12, 0, 0, 0, time.UTC)
+	return now.Sub(friday)
+}
+
+// ShiftedClock is the feed's clock, set back by Offset; it paces in real time.
+type ShiftedClock struct {
+	Offset time.Duration
+}
+
+// Now returns the current time less Offset.
+func (c ShiftedClock) Now() time.Time { return time.Now().Add(-c.Offset) }
+
+// Sleep waits for d in real time.
+func (c ShiftedClock) Sleep(ctx context.Context, d time.Duration) error {
+	return feed.SystemClock().Sleep(ctx, d)
 }

@@ -129,10 +129,20 @@ Flags:
 	if *simRate > 0 {
 		feedLine += fmt.Sprintf(" + simulated quotes for %d other symbols at %g ticks/s", len(simulated), *simRate)
 	}
+	// The FX market is closed at the weekend, and High and Premium tiers
+	// drop ticks stamped then; the demo feed is stamped as of the last
+	// trading Friday instead, and says so.
+	offset := standalone.DemoTimeOffset(time.Now())
 	if *redisAddr != "" {
 		feedLine = fmt.Sprintf("the Redis stream %s at %s (publish with 'databridge feed')", *stream, *redisAddr)
+		offset = 0
 	} else if stats.SkippedTotal() > 0 {
 		feedLine += "; " + stats.String()
+	}
+	if offset > 0 {
+		feedLine += fmt.Sprintf("\nnote: the FX market is closed now (Friday 22:00 to Sunday 22:00 UTC); ticks are stamped %s earlier,"+
+			"\n      from Friday 12:00 UTC on, so the High and Premium tiers (which drop ticks outside market hours) stream too",
+			offset.Round(time.Minute))
 	}
 	printBanner(stdout, sys, endpoints, feedLine, *configDir)
 
@@ -159,15 +169,20 @@ Flags:
 		go func() { _ = consumer.Run(ctx, sys.Ingest) }()
 		return serveStandalone(ctx, sys, listeners, stderr)
 	}
-	emit := func(t market.Tick) error { sys.Ingest(t); return nil }
-	replay, err := feed.NewReplayer(recorded, feed.ReplayConfig{Speed: rate, Loop: true})
+	clock := standalone.ShiftedClock{Offset: offset}
+	emit := func(t market.Tick) error {
+		t.Published = time.Now().UnixNano() // the real publish time, whatever the stamps say
+		sys.Ingest(t)
+		return nil
+	}
+	replay, err := feed.NewReplayer(recorded, feed.ReplayConfig{Speed: rate, Loop: true, Clock: clock})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
 	}
 	go func() { _ = replay.Run(ctx, emit) }()
 	if *simRate > 0 && len(simulated) > 0 {
-		sim, err := feed.NewSimulator(feed.SimConfig{Symbols: simulated, Rate: *simRate})
+		sim, err := feed.NewSimulator(feed.SimConfig{Symbols: simulated, Rate: *simRate, Clock: clock})
 		if err != nil {
 			fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 			return 1
@@ -189,10 +204,6 @@ func serveStandalone(ctx context.Context, sys *standalone.System, listeners []ne
 func printBanner(w io.Writer, sys *standalone.System, endpoints map[string]string, feedLine, configDir string) {
 	fmt.Fprintf(w, "databridge standalone: %d tiers from %s\n", len(sys.Planes), configDir)
 	fmt.Fprintf(w, "feed: %s\n", feedLine)
-	if now := time.Now().UTC(); !quality.MarketOpen(now) {
-		fmt.Fprintln(w, "note: the FX market is closed now (Friday 22:00 to Sunday 22:00 UTC), so tiers of High and Premium")
-		fmt.Fprintln(w, "      quality drop every tick stamped now as market_closed; Basic tiers still stream.")
-	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIER\tENDPOINT\tINTERVAL\tQUALITY\tSYMBOLS")
