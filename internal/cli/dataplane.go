@@ -106,6 +106,7 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
 	}
+	reg.MustRegister(consumer.Collector())
 	l, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)

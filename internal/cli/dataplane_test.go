@@ -170,6 +170,19 @@ func TestDataplaneServesFromFilesAndRedis(t *testing.T) {
 		t.Fatalf("a tenant added to the mounted config could not connect; server log:\n%s", stderr.String())
 	}
 	read(ws, "market_data") // the first session is still streaming
+
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var metrics bytes.Buffer
+	_, _ = metrics.ReadFrom(resp.Body)
+	for _, want := range []string{`databridge_bus_ticks_received_total{stream="` + stream + `"}`, `databridge_connections{tier="pro"}`} {
+		if !bytes.Contains(metrics.Bytes(), []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // syncWriter serialises writes from the server's goroutines.

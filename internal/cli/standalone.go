@@ -166,6 +166,7 @@ Flags:
 			fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 			return 1
 		}
+		reg.MustRegister(consumer.Collector())
 		go func() { _ = consumer.Run(ctx, sys.Ingest) }()
 		return serveStandalone(ctx, sys, listeners, stderr)
 	}
