@@ -49,4 +49,3 @@ func TestStandaloneRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
-
