@@ -19,7 +19,7 @@ if ! have; then
 		ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 		ldflags+=" -X $pkg.gitTreeState=clean"
 	done
-	echo "building the test control plane $KUBE_VERSION into $cache (first time only: about 7 minutes)" >&2
+	echo "building the test control plane $KUBE_VERSION into $cache (first time only: about 10 minutes on 2 cores)" >&2
 	for bin in etcd kube-apiserver kubectl; do
 		[ -x "$cache/$bin" ] && continue
 		(cd "$module" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$cache/$bin.tmp" "./cmd/$bin")
