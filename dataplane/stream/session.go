@@ -32,10 +32,11 @@ type SessionConfig struct {
 	// WriteTimeout bounds one write; a client that accepts nothing for this
 	// long is dropped. Zero means 10s.
 	WriteTimeout time.Duration
-	// PingInterval is how often the writer pings. Zero means 30s.
+	// PingInterval is how often the writer pings. Zero means 30s. Like
+	// PeriodicInterval it is checked by the hub's housekeeping once a second.
 	PingInterval time.Duration
 	// Periodic, if set, is called every PeriodicInterval on the writer
-	// goroutine; what it returns (if not nil) is queued (usage messages).
+	// goroutine; what it returns (if not nil) is written (usage messages).
 	Periodic         func() []byte
 	PeriodicInterval time.Duration
 	// OnTicks, if set, is called after each snapshot or market_data message is
@@ -44,7 +45,8 @@ type SessionConfig struct {
 }
 
 // Session is one client connection's outbound side: a bounded queue that the
-// hub and the reader fill and one writer goroutine drains.
+// hub and the reader fill and a writer goroutine drains; the writer runs only
+// while there is something to write, and there is never more than one.
 type Session struct {
 	cfg SessionConfig
 	m   *tierMetrics
