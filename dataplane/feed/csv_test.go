@@ -356,9 +356,6 @@ func TestStatsFormats(t *testing.T) {
 // TestReadFullRecordings reads each whole day and checks the row counts that
 // SOURCES.md gives: the reader must accept every real row.
 func TestReadFullRecordings(t *testing.T) {
-	if testing.Short() {
-		t.Skip("reads three full days of quotes")
-	}
 	for name, rows := range map[string]int64{
 		feedtest.FXCM:      280839,
 		feedtest.OANDA:     137707,
