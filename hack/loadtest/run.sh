@@ -7,7 +7,10 @@
 #   hack/loadtest/run.sh C [repetitions]   10,000 idle connections: server RSS per connection
 #
 # Each repetition starts a fresh server; results go to stdout and, as JSON,
-# to $OUT (default /tmp/databridge-loadtest/<scenario>-<n>.json).
+# to $OUT (default /tmp/databridge-loadtest/<scenario>-<n>.json). DURATION and
+# WARMUP set the measurement window, CLIENTS the clients of A, DEBUG_ADDR
+# serves the server's pprof there, SERVER_ENV prefixes the server's command
+# (e.g. "env GOMAXPROCS=1").
 set -euo pipefail
 
 scenario=${1:?usage: $0 A|B|C [repetitions]}
@@ -44,7 +47,7 @@ trap cleanup EXIT
 
 for n in $(seq 1 "$reps"); do
 	stream="databridge:loadtest:$scenario:$n:$$"
-	"$bin" standalone --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
+	${SERVER_ENV:-} "$bin" standalone --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
 		--port "$PORT" --keys-file "$work/keys.json" ${DEBUG_ADDR:+--debug-addr "$DEBUG_ADDR"} >"$work/server-$scenario-$n.log" 2>&1 &
 	server=$!
 	pids+=("$server")
