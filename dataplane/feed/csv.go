@@ -328,14 +328,22 @@ func ReadAll(r io.Reader) ([]market.Tick, Stats, error) {
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	ticks, err := rd.ReadAll()
+	return ticks, rd.Stats(), err
+}
+
+// ReadAll reads the rest of the ticks into memory. At the end of the input
+// it returns them with a nil error; on a read error, those read so far and
+// the error.
+func (r *Reader) ReadAll() ([]market.Tick, error) {
 	var ticks []market.Tick
 	for {
-		t, err := rd.Read()
+		t, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return ticks, rd.Stats(), nil
+			return ticks, nil
 		}
 		if err != nil {
-			return ticks, rd.Stats(), err
+			return ticks, err
 		}
 		ticks = append(ticks, t)
 	}

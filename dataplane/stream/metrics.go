@@ -13,7 +13,7 @@ type Metrics struct {
 	accepted      *prometheus.CounterVec
 	conflated     *prometheus.CounterVec
 	slowConsumers *prometheus.CounterVec
-	queueDrops    *prometheus.CounterVec
+	closed        *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 }
 
@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "databridge_slow_consumers_total",
 			Help: "Sessions that fell behind: action step_down (interval doubled) or closed.",
 		}, []string{"tier", "action"}),
-		queueDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "databridge_sessions_closed_total",
 			Help: "Sessions closed by the data plane, by error code.",
 		}, []string{"tier", "code"}),
@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.frames, m.delivered, m.accepted, m.conflated,
-			m.slowConsumers, m.queueDrops, m.latency)
+			m.slowConsumers, m.closed, m.latency)
 	}
 	return m
 }
@@ -87,7 +87,7 @@ func (m *Metrics) forTier(tier string) *tierMetrics {
 		stepDowns:   m.slowConsumers.WithLabelValues(tier, "step_down"),
 		slowClosed:  m.slowConsumers.WithLabelValues(tier, "closed"),
 		latency:     m.latency.WithLabelValues(tier),
-		closed:      m.queueDrops,
+		closed:      m.closed,
 		tier:        tier,
 	}
 }

@@ -205,17 +205,11 @@ func readTicks(path string, stderr io.Writer) ([]market.Tick, feed.Stats, error)
 			fmt.Fprintf(stderr, "databridge feed replay: more malformed rows in %s are counted, not shown\n", path)
 		}
 	}
-	var ticks []market.Tick
-	for {
-		t, err := rd.Read()
-		if errors.Is(err, io.EOF) {
-			return ticks, rd.Stats(), nil
-		}
-		if err != nil {
-			return nil, rd.Stats(), fmt.Errorf("%s: %w", path, err)
-		}
-		ticks = append(ticks, t)
+	ticks, err := rd.ReadAll()
+	if err != nil {
+		return nil, rd.Stats(), fmt.Errorf("%s: %w", path, err)
 	}
+	return ticks, rd.Stats(), nil
 }
 
 func runFeedSimulate(args []string, stderr io.Writer) int {

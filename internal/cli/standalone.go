@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -125,7 +126,7 @@ Flags:
 			simulated = append(simulated, s)
 		}
 	}
-	feedLine := fmt.Sprintf("%d recorded OANDA quotes of %v (2014-05-08 11:30-12:45 UTC, looped, shifted to now)", len(recorded), sortedSet(inRecording))
+	feedLine := fmt.Sprintf("%d recorded OANDA quotes of %v (2014-05-08 11:30-12:45 UTC, looped, shifted to now)", len(recorded), slices.Sorted(maps.Keys(inRecording)))
 	if *simRate > 0 {
 		feedLine += fmt.Sprintf(" + simulated quotes for %d other symbols at %g ticks/s", len(simulated), *simRate)
 	}
@@ -246,15 +247,6 @@ func writeKeys(path string, creds []standalone.Credential) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // pprofMux serves Go's profiles; it is only ever bound where --debug-addr says.
