@@ -265,7 +265,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	s.sessions[c.sess] = c
 	s.mu.Unlock()
 	c.sess.Send(mustJSON(s.welcome(c)))
-	c.sess.Start(ws)
+	// From here on the session writes every frame, pongs and the answer
+	// to a close included; the reader's own replies go through it.
+	ws.SetPingHandler(func(data string) error { c.sess.Pong([]byte(data)); return nil })
+	ws.SetCloseHandler(func(code int, _ string) error { c.sess.Close(code, nil); return nil })
+	c.sess.Start(ws.NetConn())
 	// The session reads on a goroutine of its own so that this handler
 	// returns: net/http then lets go of the request and the connection's
 	// 8 KiB of buffers, and the stack this handler grew (the upgrade, the
@@ -281,7 +285,7 @@ func (s *Server) runSession(ws *websocket.Conn, c *conn, tenant, user string) {
 		s.mu.Lock()
 		delete(s.sessions, c.sess)
 		s.mu.Unlock()
-		c.sess.Stop()
+		c.sess.Finish(time.Second)
 		_ = ws.Close()
 		s.limits.release(tenant, user)
 	}()

@@ -588,3 +588,37 @@ func TestRESTEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// The session writes control frames too: a client's ping is answered with
+// its payload, and a client's close with the same code (RFC 6455, 5.5).
+func TestControlFrames(t *testing.T) {
+	sys, urls := testSystem(t)
+	key := sys.credential(t, "pro", 0).Key.Reveal()
+
+	c := dial(t, urls["pro"], key)
+	c.next("welcome")
+	pong := make(chan string, 1)
+	c.ws.SetPongHandler(func(data string) error { pong <- data; return nil })
+	if err := c.ws.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-pong:
+		if got != "are you there" {
+			t.Fatalf("pong payload %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong within 5s")
+	}
+	// The session still works after the control frames.
+	c.send(protocol.Request{Type: "subscribe", Symbols: []string{"EURUSD"}})
+	c.next("subscribed")
+
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+	if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.waitClosed(); code != websocket.CloseNormalClosure {
+		t.Fatalf("close code %d echoed, want %d", code, websocket.CloseNormalClosure)
+	}
+}

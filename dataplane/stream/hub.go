@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -57,6 +58,14 @@ type Hub struct {
 	sessions []*Session
 	flushes  uint64
 	dropped  uint64 // ticks the tier's quality checks dropped, ever
+
+	ready []direct // frames the flush writes itself; owned by the flushing goroutine
+}
+
+// direct is a frame the hub writes to an idle session's socket itself.
+type direct struct {
+	s *Session
+	m *msg
 }
 
 // slot is one symbol's latest value.
@@ -203,7 +212,7 @@ func (h *Hub) Subscribe(s *Session, symbols []string, reply []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := getMsg()
-	b := append(m.buf[:0], `{"type":"snapshot","ticks":[`...)
+	b := append(m.buf[:maxHeader], `{"type":"snapshot","ticks":[`...)
 	n := 0
 	for _, sym := range symbols {
 		i, ok := h.index[sym]
@@ -283,11 +292,54 @@ func (h *Hub) housekeep(now time.Time) {
 }
 
 // flush builds one frame for each session that has news and is not still
-// writing its previous frame. A session that keeps falling behind is stepped
-// down (it is flushed every 2nd, 4th, ... time) and, past MaxStepDowns,
-// closed. Values a skipped session missed are not lost: its next frame
-// carries the latest of each.
+// writing its previous frame, then writes those of idle sessions to their
+// sockets (the rest are queued for the sessions' writers). A session that
+// keeps falling behind is stepped down (it is flushed every 2nd, 4th, ...
+// time) and, past MaxStepDowns, closed. Values a skipped session missed are
+// not lost: its next frame carries the latest of each.
 func (h *Hub) flush() {
+	h.build()
+	writeFrames(h.ready)
+	clear(h.ready)
+	h.ready = h.ready[:0]
+}
+
+// minPerWriter is the fewest frames worth a goroutine of their own: below
+// it, starting one costs more than the writes it would take over.
+const minPerWriter = 64
+
+// writeFrames writes frames to their sockets, spread over as many
+// goroutines as there are processors, and returns when all are written or
+// handed to their sessions' writers. Writing never waits for a client.
+func writeFrames(ready []direct) {
+	writers := min(runtime.GOMAXPROCS(0), len(ready)/minPerWriter)
+	if writers <= 1 {
+		writeSome(ready, nil)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(ready) + writers - 1) / writers
+	for len(ready) > per {
+		wg.Add(1)
+		go writeSome(ready[:per], &wg)
+		ready = ready[per:]
+	}
+	writeSome(ready, nil)
+	wg.Wait()
+}
+
+func writeSome(ready []direct, wg *sync.WaitGroup) {
+	for _, d := range ready {
+		d.s.writeDirect(d.m)
+	}
+	if wg != nil {
+		wg.Done()
+	}
+}
+
+// build is the part of a flush under the hub's lock: it builds the frames
+// and queues them or collects them in h.ready.
+func (h *Hub) build() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.flushes++
@@ -330,7 +382,7 @@ func (h *Hub) hasNews(s *Session) bool {
 func (h *Hub) frame(s *Session) {
 	m := getMsg()
 	s.frameSeq++
-	b := append(m.buf[:0], h.headers[s.step]...)
+	b := append(m.buf[:maxHeader], h.headers[s.step]...)
 	b = strconv.AppendUint(b, s.frameSeq, 10)
 	b = append(b, `,"ticks":[`...)
 	var n int
@@ -357,7 +409,9 @@ func (h *Hub) frame(s *Session) {
 	s.droppedSeen = h.dropped
 	m.buf = append(b, "}}"...)
 	m.ticks = n
-	s.enqueueFrame(m)
+	if s.offerFrame(m) {
+		h.ready = append(h.ready, direct{s, m})
+	}
 }
 
 // fellBehind handles a session still writing its previous frame when its

@@ -41,8 +41,8 @@ func drain(t *testing.T, s *Session) []map[string]any {
 	var msgs []map[string]any
 	for _, m := range out {
 		var v map[string]any
-		if err := json.Unmarshal(m.buf, &v); err != nil {
-			t.Fatalf("queued message is not JSON: %v\n%s", err, m.buf)
+		if err := json.Unmarshal(m.payload(), &v); err != nil {
+			t.Fatalf("queued message is not JSON: %v\n%s", err, m.payload())
 		}
 		msgs = append(msgs, v)
 	}
@@ -165,7 +165,7 @@ func TestSlowSessionIsSteppedDownThenClosed(t *testing.T) {
 		s.mu.Lock()
 		for _, m := range s.out {
 			var e protocol.Error
-			if json.Unmarshal(m.buf, &e) == nil && e.Type == "error" && !e.Fatal {
+			if json.Unmarshal(m.payload(), &e) == nil && e.Type == "error" && !e.Fatal {
 				stepDowns = append(stepDowns, e.UpdateIntervalMS)
 			}
 		}

@@ -7,16 +7,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/databridge-io/databridge/dataplane/protocol"
 )
 
-// Conn is the part of a WebSocket connection the writer uses;
-// *websocket.Conn satisfies it.
+// Conn is the network connection beneath an upgraded WebSocket connection
+// (what *websocket.Conn's NetConn returns): the session writes whole
+// WebSocket frames to it, and nothing else may write to it once the session
+// has started. A Conn that is also a syscall.Conn (a TCP connection) lets
+// the hub write frames to it directly while the socket has room.
 type Conn interface {
-	WriteMessage(messageType int, data []byte) error
-	WriteControl(messageType int, data []byte, deadline time.Time) error
+	Write(b []byte) (int, error)
 	SetWriteDeadline(t time.Time) error
 	Close() error
 }
@@ -47,6 +47,12 @@ type SessionConfig struct {
 // Session is one client connection's outbound side: a bounded queue that the
 // hub and the reader fill and a writer goroutine drains; the writer runs only
 // while there is something to write, and there is never more than one.
+//
+// A market_data frame for a session with nothing queued takes a shorter way:
+// the hub writes it to the socket itself, without waiting, and hands the
+// writer only what the socket could not take at once. Whoever holds the
+// session's writing flag (a flushing hub or the writer goroutine) is the
+// only one writing to the connection.
 type Session struct {
 	cfg SessionConfig
 	m   *tierMetrics
@@ -68,8 +74,9 @@ type Session struct {
 	inFlight  bool // a frame is queued or being written
 	closing   bool
 	closeCode int
-	conn      Conn // nil until Start
-	writing   bool // a writer goroutine is running
+	conn      Conn       // nil until Start
+	raw       *rawWriter // non-blocking writes to conn, if it has a descriptor
+	writing   bool       // the writer goroutine or a flushing hub is writing
 	stopped   bool
 
 	// Owned by the hub's housekeeping (under Hub.mu).
@@ -122,12 +129,16 @@ func (s *Session) Delivered() int64 { return s.delivered.Load() }
 func (s *Session) Start(conn Conn) {
 	s.mu.Lock()
 	s.conn = conn
+	s.raw = newRawWriter(conn)
 	s.kickLocked()
 	s.mu.Unlock()
 }
 
 // Send queues a message (a reply, an error, usage) for the client.
 func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
+
+// Pong queues the answer to a ping from the client.
+func (s *Session) Pong(data []byte) { s.enqueue(newControl(opPong, data)) }
 
 // Close queues a final error message, then a close frame with code; the writer
 // closes the connection after writing them. Only the first Close counts.
@@ -137,7 +148,7 @@ func (s *Session) Close(code int, final []byte) {
 	if s.closing {
 		return
 	}
-	if final != nil {
+	if final != nil && !s.stopped {
 		m := newMsg(final)
 		s.out = append(s.out, m)
 		s.outBytes += len(m.buf)
@@ -170,6 +181,24 @@ func (s *Session) stopLocked() {
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
+// Finish ends the session after the client went away: if a close frame is
+// still to be written (the answer to the client's own close), it waits up to
+// timeout for it, then stops.
+func (s *Session) Finish(timeout time.Duration) {
+	s.mu.Lock()
+	wait := s.closing && !s.stopped
+	s.mu.Unlock()
+	if wait {
+		t := time.NewTimer(timeout)
+		select {
+		case <-s.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.Stop()
+}
+
 // kickLocked starts a writer goroutine if there is none and there is work.
 // The writer runs only while there is something to write, so an idle
 // connection holds no writer goroutine and no stack for it; there is never
@@ -194,6 +223,7 @@ func (s *Session) addTasks(t uint32) {
 }
 
 func (s *Session) enqueue(m *msg) {
+	m.seal(opText)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing || s.stopped {
@@ -218,19 +248,64 @@ func (s *Session) enqueue(m *msg) {
 var queueFull = encode(protocol.Error{Type: protocol.TypeError, Code: protocol.CodeSlowConsumer, Fatal: true,
 	Message: "the connection stopped reading: more than the outbound queue's limit is waiting; closing"})
 
-// enqueueFrame queues a market_data frame; the hub builds the next one only
-// after the writer has written this one.
-func (s *Session) enqueueFrame(m *msg) {
+// offerFrame takes a market_data frame for the client; the hub builds the
+// next one only after this one is written. It reports true when the session
+// was idle: the caller now holds the writing flag and must pass the frame to
+// writeDirect. Otherwise the frame is queued behind what is waiting.
+func (s *Session) offerFrame(m *msg) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing || s.stopped {
 		putMsg(m)
+		return false
+	}
+	m.seal(opText)
+	m.frame = true
+	s.inFlight = true
+	if s.raw == nil || s.writing || len(s.out) > 0 || s.tasks.Load() != 0 {
+		s.out = append(s.out, m)
+		s.kickLocked()
+		return false
+	}
+	s.writing = true
+	return true
+}
+
+// writeDirect writes a frame that offerFrame let the caller write: as much
+// as the socket takes now, without waiting. What it does not take goes to
+// the front of the queue for the writer goroutine, which may wait.
+func (s *Session) writeDirect(m *msg) {
+	n, err := s.raw.try(m.wire())
+	if err != nil {
+		putMsg(m)
+		_ = s.conn.Close() // the reader sees it and ends the session
+		s.mu.Lock()
+		s.stopLocked()
+		s.writing = false
+		s.mu.Unlock()
 		return
 	}
-	m.frame = true
-	s.out = append(s.out, m)
-	s.inFlight = true
-	s.kickLocked()
+	if n == len(m.wire()) {
+		s.sent(m)
+		s.mu.Lock()
+		s.writing = false
+		s.kickLocked() // whatever was queued meanwhile
+		s.mu.Unlock()
+		return
+	}
+	m.start += n
+	s.mu.Lock()
+	if s.stopped {
+		s.writing = false
+		s.mu.Unlock()
+		putMsg(m)
+		return
+	}
+	s.out = append(s.out, nil)
+	copy(s.out[1:], s.out)
+	s.out[0] = m
+	go s.writer() // the writing flag passes to it
+	s.mu.Unlock()
 }
 
 func (s *Session) framePending() bool {
@@ -244,14 +319,26 @@ func (s *Session) framePending() bool {
 // exits), the session closes (close frame, then the connection) or a write
 // fails (the connection is closed, which also ends the reader).
 func (s *Session) writer() {
+	deadline := false // a write deadline is set on the connection
 	for {
 		s.mu.Lock()
 		tasks := s.tasks.Swap(0)
 		if s.stopped || len(s.out) == 0 && !s.closing && tasks == 0 {
+			if deadline && !s.stopped {
+				// The hub's direct writes must not inherit it: once it
+				// passed they would all fail. Then look again, as
+				// something may have been queued meanwhile.
+				conn := s.conn
+				s.mu.Unlock()
+				_ = conn.SetWriteDeadline(time.Time{})
+				deadline = false
+				continue
+			}
 			s.writing = false
 			s.mu.Unlock()
 			return
 		}
+		deadline = true
 		batch := s.out
 		s.out, s.spare = s.spare[:0], nil
 		s.outBytes = 0
@@ -268,18 +355,22 @@ func (s *Session) writer() {
 			batch[i] = nil
 		}
 		if err == nil && closing {
-			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""),
-				time.Now().Add(time.Second))
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			c := newControl(opClose, closePayload(code))
+			_, _ = conn.Write(c.wire())
 		}
-		s.mu.Lock()
-		s.spare = batch[:0]
 		if err != nil || closing {
+			// Closed before Done: a session that is done has let go of its
+			// connection.
+			_ = conn.Close()
+			s.mu.Lock()
 			s.stopLocked()
 			s.writing = false
 			s.mu.Unlock()
-			_ = conn.Close()
 			return
 		}
+		s.mu.Lock()
+		s.spare = batch[:0]
 		s.mu.Unlock()
 	}
 }
@@ -292,7 +383,7 @@ func (s *Session) writeBatch(conn Conn, batch []*msg, ping bool) error {
 	deadline := time.Now().Add(s.cfg.WriteTimeout)
 	err := conn.SetWriteDeadline(deadline)
 	if err == nil && ping {
-		err = conn.WriteControl(websocket.PingMessage, nil, deadline)
+		_, err = conn.Write(pingFrame)
 	}
 	for _, m := range batch {
 		if err != nil {
@@ -304,11 +395,21 @@ func (s *Session) writeBatch(conn Conn, batch []*msg, ping bool) error {
 	return err
 }
 
+// pingFrame is a ping with no payload.
+var pingFrame = []byte{0x80 | opPing, 0}
+
 func (s *Session) write(conn Conn, m *msg) error {
-	defer putMsg(m)
-	if err := conn.WriteMessage(websocket.TextMessage, m.buf); err != nil {
+	if _, err := conn.Write(m.wire()); err != nil {
+		putMsg(m)
 		return err
 	}
+	s.sent(m)
+	return nil
+}
+
+// sent accounts for a message the client's socket took, and releases it.
+func (s *Session) sent(m *msg) {
+	defer putMsg(m)
 	if m.ticks > 0 {
 		// Snapshot and frame ticks alike are data points the client received.
 		s.m.delivered.Add(float64(m.ticks))
@@ -318,7 +419,7 @@ func (s *Session) write(conn Conn, m *msg) error {
 		}
 	}
 	if !m.frame {
-		return nil
+		return
 	}
 	now := time.Now().UnixNano()
 	for _, in := range m.ingested {
@@ -328,7 +429,6 @@ func (s *Session) write(conn Conn, m *msg) error {
 	s.mu.Lock()
 	s.inFlight = false
 	s.mu.Unlock()
-	return nil
 }
 
 // subscribed reports whether the session has slot i (under Hub.mu).
@@ -351,34 +451,64 @@ func (s *Session) removeSub(i int32) {
 	}
 }
 
-// msg is one queued outbound message. Frames come from a pool so that a
-// flush allocates nothing per subscriber.
+// msg is one queued outbound message, a whole WebSocket frame. Frames come
+// from a pool so that a flush allocates nothing per subscriber.
 type msg struct {
+	// buf is maxHeader reserved bytes, then the payload; seal writes the
+	// frame's header into the end of the reserve.
 	buf      []byte
-	pooled   bool // buf belongs to the pool; otherwise it may be shared and is never reused
+	start    int // where the sealed frame begins; a partial write moves it on
+	sealed   bool
+	pooled   bool // buf belongs to the pool; otherwise it is never reused
 	free     bool // in the pool now: a second putMsg would hand it to two owners
 	frame    bool
 	ticks    int
 	ingested []int64 // per tick of a frame, for the latency histogram
 }
 
-var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, 0, 1024), pooled: true} }}
+var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, maxHeader, 1024), pooled: true} }}
 
+// getMsg returns a pooled text message with an empty payload: append to buf.
 func getMsg() *msg {
 	m := msgPool.Get().(*msg)
 	m.free = false
 	return m
 }
 
-// newMsg wraps bytes that are not pooled (replies, errors).
-func newMsg(b []byte) *msg { return &msg{buf: b} }
+// newMsg frames a text message that is not pooled (replies, errors).
+func newMsg(b []byte) *msg { return newFrame(opText, b) }
+
+// newControl frames a control message (close, ping, pong).
+func newControl(opcode byte, payload []byte) *msg { return newFrame(opcode, payload) }
+
+func newFrame(opcode byte, payload []byte) *msg {
+	m := &msg{buf: append(make([]byte, maxHeader, maxHeader+len(payload)), payload...)}
+	m.seal(opcode)
+	return m
+}
+
+// seal writes the frame header in front of the payload; later calls do
+// nothing.
+func (m *msg) seal(opcode byte) {
+	if !m.sealed {
+		m.start = putHeader(m.buf, opcode, len(m.buf)-maxHeader)
+		m.sealed = true
+	}
+}
+
+// wire is what remains to be written of the sealed frame.
+func (m *msg) wire() []byte { return m.buf[m.start:] }
+
+// payload is the message without its header.
+func (m *msg) payload() []byte { return m.buf[maxHeader:] }
 
 func putMsg(m *msg) {
 	if !m.pooled || m.free || cap(m.buf) > 64<<10 {
 		return // a one-off reply, already returned, or oversized: let the GC have it
 	}
 	m.free = true
-	m.buf = m.buf[:0]
+	m.buf = m.buf[:maxHeader]
+	m.start, m.sealed = 0, false
 	m.frame = false
 	m.ticks = 0
 	m.ingested = m.ingested[:0]

@@ -1,7 +1,9 @@
 package stream
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -9,7 +11,8 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// recConn records what the writer writes and fails the write numbered failAt.
+// recConn records the frames the writer writes (text payloads in written,
+// control opcodes in control) and fails the text write numbered failAt.
 type recConn struct {
 	mu      sync.Mutex
 	written [][]byte
@@ -18,21 +21,40 @@ type recConn struct {
 	closed  bool
 }
 
-func (c *recConn) WriteMessage(_ int, data []byte) error {
+func (c *recConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.failAt > 0 && len(c.written)+1 == c.failAt {
-		return errors.New("connection reset")
+	op, payload, err := parseFrame(b)
+	if err != nil {
+		return 0, err
 	}
-	c.written = append(c.written, append([]byte(nil), data...))
-	return nil
+	if op != opText {
+		c.control = append(c.control, int(op))
+		return len(b), nil
+	}
+	if c.failAt > 0 && len(c.written)+1 == c.failAt {
+		return 0, errors.New("connection reset")
+	}
+	c.written = append(c.written, append([]byte(nil), payload...))
+	return len(b), nil
 }
 
-func (c *recConn) WriteControl(t int, _ []byte, _ time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.control = append(c.control, t)
-	return nil
+// parseFrame decodes one whole, unmasked server frame.
+func parseFrame(b []byte) (opcode byte, payload []byte, err error) {
+	if len(b) < 2 || b[0]&0x80 == 0 || b[1]&0x80 != 0 {
+		return 0, nil, fmt.Errorf("not a final unmasked frame: % x", b[:min(len(b), 10)])
+	}
+	n, h := int(b[1]), 2
+	switch n {
+	case 126:
+		n, h = int(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		n, h = int(binary.BigEndian.Uint64(b[2:])), 10
+	}
+	if len(b) != h+n {
+		return 0, nil, fmt.Errorf("frame of %d bytes says %d payload bytes after a %d-byte header", len(b), n, h)
+	}
+	return b[0] & 0x0F, b[h:], nil
 }
 
 func (c *recConn) SetWriteDeadline(time.Time) error { return nil }
