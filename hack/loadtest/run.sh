@@ -56,7 +56,7 @@ for n in $(seq 1 "$reps"); do
 		sleep 0.1
 	done
 	if [ "$rate" != 0 ]; then
-		"$bin" feed simulate --rate "$rate" --symbols "$majors" --seed "$n" --redis "$DATABRIDGE_TEST_REDIS_ADDR" \
+		"$bin" feed simulate --rate "$rate" --symbols "$majors" --burst-every 0 --seed "$n" --redis "$DATABRIDGE_TEST_REDIS_ADDR" \
 			--stream "$stream" --progress 0 >"$work/feed-$scenario-$n.log" 2>&1 &
 		pids+=("$!")
 	fi
@@ -67,4 +67,8 @@ for n in $(seq 1 "$reps"); do
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	pids=()
+	if [ "$rate" != 0 ]; then
+		# What the feed actually published, over its whole run (warm-up included).
+		echo "feed: $(grep -o 'emitted=[0-9]* published=[0-9]* rate=[0-9]*/s' "$work/feed-$scenario-$n.log" || echo 'no summary')"
+	fi
 done

@@ -219,18 +219,29 @@ func runFeedSimulate(args []string, stderr io.Writer) int {
 			"news-like bursts) and publishes it to the tick bus.\n",
 		"  databridge feed simulate\n"+
 			"  databridge feed simulate --rate 2000 --seed 1 --symbols EURUSD,GBPUSD --redis 127.0.0.1:6379\n"+
-			"  databridge feed simulate --rate 10000 --duration 30s --stream databridge:ticks\n",
+			"  databridge feed simulate --rate 10000 --duration 30s --stream databridge:ticks\n"+
+			"  databridge feed simulate --rate 2000 --burst-every 0   # a steady 2,000 ticks/s, for load tests\n",
 		stderr)
 	var bf busFlags
 	bf.register(fs)
 	rate := fs.Float64("rate", 2000, "mean ticks per second over all symbols, outside bursts")
 	seed := fs.Uint64("seed", 0, "seed of the random walk, to replay the same market (0: a random seed, printed at start)")
 	symbolsFlag := fs.String("symbols", "all", `"all" for the whole catalogue, or a comma-separated list such as EURUSD,GBPUSD`)
+	burstEvery := fs.Duration("burst-every", 2*time.Minute, "mean time between the starts of bursts (0: no bursts, a steady rate)")
+	burstLength := fs.Duration("burst-length", 5*time.Second, "how long a burst lasts")
+	burstFactor := fs.Float64("burst-factor", 10, "how many times the rate a burst ticks at")
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
 	if !(*rate > 0) || math.IsInf(*rate, 0) {
 		return usageError(stderr, name, fmt.Errorf("--rate %v: want a positive number of ticks per second, e.g. 2000", *rate))
+	}
+	if *burstEvery < 0 || *burstLength <= 0 || !(*burstFactor > 0) || math.IsInf(*burstFactor, 0) {
+		return usageError(stderr, name, fmt.Errorf("--burst-every %v, --burst-length %v, --burst-factor %v: want a duration (0 for no bursts), a positive duration and a positive factor",
+			*burstEvery, *burstLength, *burstFactor))
+	}
+	if *burstEvery == 0 {
+		*burstEvery = -1 // the simulator's "no bursts"
 	}
 	symbols, err := parseSymbols(*symbolsFlag)
 	if err != nil {
@@ -242,7 +253,8 @@ func runFeedSimulate(args []string, stderr io.Writer) int {
 	if *seed == 0 {
 		*seed = rand.Uint64() | 1 // never 0, which would mean random again
 	}
-	sim, err := feed.NewSimulator(feed.SimConfig{Symbols: symbols, Rate: *rate, Seed: *seed})
+	sim, err := feed.NewSimulator(feed.SimConfig{Symbols: symbols, Rate: *rate, Seed: *seed,
+		BurstEvery: *burstEvery, BurstLength: *burstLength, BurstFactor: *burstFactor})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge %s: %v\n", name, err)
 		return 1
@@ -251,8 +263,12 @@ func runFeedSimulate(args []string, stderr io.Writer) int {
 	if symbols != nil {
 		shown = strings.Join(symbols, ",")
 	}
-	fmt.Fprintf(stderr, "databridge %s: start rate=%g symbols=%s seed=%d redis=%s stream=%s\n",
-		name, *rate, shown, *seed, bf.redis, bf.stream)
+	bursts := "none"
+	if *burstEvery > 0 {
+		bursts = fmt.Sprintf("%gx for %s about every %s", *burstFactor, *burstLength, *burstEvery)
+	}
+	fmt.Fprintf(stderr, "databridge %s: start rate=%g bursts=%q symbols=%s seed=%d redis=%s stream=%s\n",
+		name, *rate, bursts, shown, *seed, bf.redis, bf.stream)
 	return publishFeed(name, sim, &bf, nil, stderr)
 }
 

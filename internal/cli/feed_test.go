@@ -92,6 +92,23 @@ func TestFeedSimulatePublishes(t *testing.T) {
 	}
 }
 
+// Load tests need the rate they ask for: without bursts a second at 2,000
+// ticks/s publishes about 2,000 ticks, never the tenfold of a burst.
+func TestFeedSimulateSteadyRate(t *testing.T) {
+	client, addr, stream := feedRedis(t)
+	code, stderr := runFeedCommand(t, "simulate", "--rate", "2000", "--burst-every", "0", "--seed", "7",
+		"--duration", "1s", "--redis", addr, "--stream", stream)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if !strings.Contains(stderr, `bursts="none"`) {
+		t.Errorf("stderr does not say there are no bursts:\n%s", stderr)
+	}
+	if n := len(streamTicks(t, client, stream)); n < 1000 || n > 2400 {
+		t.Fatalf("a second at 2000 ticks/s without bursts published %d ticks", n)
+	}
+}
+
 func TestFeedReplayPublishesEveryRow(t *testing.T) {
 	tests := []struct {
 		file    string
@@ -190,6 +207,8 @@ func TestFeedFlagErrors(t *testing.T) {
 		{"negative speed", []string{"replay", "--file", file, "--speed", "-2x"}, 2, `--speed "-2x"`},
 		{"zero rate", []string{"simulate", "--rate", "0"}, 2, "--rate 0:"},
 		{"NaN rate", []string{"simulate", "--rate", "NaN"}, 2, "--rate NaN:"},
+		{"negative burst interval", []string{"simulate", "--burst-every", "-1m"}, 2, "--burst-every -1m0s"},
+		{"zero burst factor", []string{"simulate", "--burst-factor", "0"}, 2, "--burst-factor 0"},
 		{"word rate", []string{"simulate", "--rate", "fast"}, 2, `invalid value "fast" for flag -rate`},
 		{"unknown symbol", []string{"simulate", "--symbols", "EURUSD,FOOBAR"}, 2, `--symbols "EURUSD,FOOBAR": "FOOBAR" is not a catalogue symbol`},
 		{"empty symbol", []string{"simulate", "--symbols", "EURUSD,"}, 2, `"" is not a catalogue symbol`},
