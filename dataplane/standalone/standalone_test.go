@@ -582,7 +582,7 @@ func TestRESTEndpoints(t *testing.T) {
 		}
 	}
 	code, body = get("/metrics", "")
-	for _, want := range []string{"databridge_connections", "databridge_ticks_accepted_total", "databridge_ingest_to_socket_seconds_bucket"} {
+	for _, want := range []string{"databridge_connections", "databridge_ticks_accepted_total", "databridge_ingest_to_socket_seconds_bucket", "databridge_flush_seconds_bucket", "databridge_flushes_overrun_total"} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %s", code, want)
 		}

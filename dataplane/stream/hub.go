@@ -298,10 +298,16 @@ func (h *Hub) housekeep(now time.Time) {
 // time) and, past MaxStepDowns, closed. Values a skipped session missed are
 // not lost: its next frame carries the latest of each.
 func (h *Hub) flush() {
+	start := time.Now()
 	h.build()
 	writeFrames(h.ready)
 	clear(h.ready)
 	h.ready = h.ready[:0]
+	took := time.Since(start)
+	h.m.flush.Observe(took.Seconds())
+	if took > h.cfg.Interval {
+		h.m.lateFlushes.Inc()
+	}
 }
 
 // minPerWriter is the fewest frames worth a goroutine of their own: below

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/databridge-io/databridge/dataplane/market"
 	"github.com/databridge-io/databridge/dataplane/protocol"
 )
@@ -261,5 +264,45 @@ func TestSteppedDownSessionStepsBackUp(t *testing.T) {
 	// Three frames at 200ms (every 2nd flush), then back at the tier's 100ms.
 	if fmt.Sprint(intervals) != "[200 200 200 100 100 100 100 100 100]" {
 		t.Fatalf("tier_applied intervals %v, want three frames at 200 then 100", intervals)
+	}
+}
+
+// Every flush is timed, and one that takes longer than the interval is
+// counted as an overrun: the signal that a process has more sessions than
+// it can serve at its tier's interval.
+func TestFlushesAreTimedAndOverrunsCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	fast := testHub(func(c *HubConfig) { c.Metrics = metrics; c.Tier = "fast"; c.Interval = time.Nanosecond })
+	slow := testHub(func(c *HubConfig) { c.Metrics = metrics; c.Tier = "slow"; c.Interval = time.Hour })
+	for _, h := range []*Hub{fast, slow} {
+		s := NewSession(h, SessionConfig{ID: "s"})
+		h.Attach(s)
+		h.Subscribe(s, []string{"EURUSD"}, nil)
+		h.Publish(scored("EURUSD", 1.1))
+		h.flush()
+		h.flush()
+	}
+	if n := testutil.ToFloat64(metrics.lateFlushes.WithLabelValues("fast")); n != 2 {
+		t.Errorf("a hub whose flushes outlast its 1ns interval counted %v overruns, want 2", n)
+	}
+	if n := testutil.ToFloat64(metrics.lateFlushes.WithLabelValues("slow")); n != 0 {
+		t.Errorf("a hub with an hour's interval counted %v overruns, want 0", n)
+	}
+	if n := testutil.CollectAndCount(metrics.flush); n != 2 {
+		t.Errorf("flush histogram has %d series, want one per tier", n)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "databridge_flush_seconds" {
+			for _, m := range f.GetMetric() {
+				if c := m.GetHistogram().GetSampleCount(); c != 2 {
+					t.Errorf("flush histogram of %v counted %d flushes, want 2", m.GetLabel(), c)
+				}
+			}
+		}
 	}
 }

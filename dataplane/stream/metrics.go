@@ -15,6 +15,8 @@ type Metrics struct {
 	slowConsumers *prometheus.CounterVec
 	closed        *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
+	flush         *prometheus.HistogramVec
+	lateFlushes   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg; a nil reg
@@ -54,10 +56,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a tick's ingest to its frame being written to a client's socket, per delivered tick.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .015, .02, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"tier"}),
+		flush: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "databridge_flush_seconds",
+			Help:    "Time one flush takes to build every due frame and write it to the sockets that take it.",
+			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1},
+		}, []string{"tier"}),
+		lateFlushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "databridge_flushes_overrun_total",
+			Help: "Flushes that took longer than the tier's update interval: the process cannot keep the interval for all its sessions (add replicas).",
+		}, []string{"tier"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.frames, m.delivered, m.accepted, m.conflated,
-			m.slowConsumers, m.closed, m.latency)
+			m.slowConsumers, m.closed, m.latency, m.flush, m.lateFlushes)
 	}
 	return m
 }
@@ -73,6 +84,8 @@ type tierMetrics struct {
 	stepDowns   prometheus.Counter
 	slowClosed  prometheus.Counter
 	latency     prometheus.Observer
+	flush       prometheus.Observer
+	lateFlushes prometheus.Counter
 	closed      *prometheus.CounterVec
 	tier        string
 }
@@ -87,6 +100,8 @@ func (m *Metrics) forTier(tier string) *tierMetrics {
 		stepDowns:   m.slowConsumers.WithLabelValues(tier, "step_down"),
 		slowClosed:  m.slowConsumers.WithLabelValues(tier, "closed"),
 		latency:     m.latency.WithLabelValues(tier),
+		flush:       m.flush.WithLabelValues(tier),
+		lateFlushes: m.lateFlushes.WithLabelValues(tier),
 		closed:      m.closed,
 		tier:        tier,
 	}
