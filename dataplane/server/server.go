@@ -216,7 +216,9 @@ func suspended(tenant string) protocol.Error {
 
 func (s *Server) closeSession(sess *stream.Session, code int, e protocol.Error) {
 	e.Type, e.Fatal = protocol.TypeError, true
-	sess.Close(code, mustJSON(e))
+	if sess.Close(code, mustJSON(e)) {
+		s.hub.CountClosed(string(e.Code))
+	}
 }
 
 // serveStream runs one WebSocket connection. This goroutine reads; the

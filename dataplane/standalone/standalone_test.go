@@ -523,6 +523,24 @@ func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
 		}
 	}
 	alive(n, "n1")
+	metrics := httpGet(t, "http"+strings.TrimSuffix(strings.TrimPrefix(urls["pro"], "ws"), "/v1/stream")+"/metrics")
+	if want := `databridge_sessions_closed_total{code="suspended",tier="pro"} 2`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 func TestRESTEndpoints(t *testing.T) {

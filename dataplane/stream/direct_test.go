@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/databridge-io/databridge/dataplane/protocol"
 )
 
@@ -212,5 +214,44 @@ func TestFullSocketLosesNothing(t *testing.T) {
 	}
 	if delivered+superseded != total {
 		t.Errorf("delivered %d + superseded %d = %d, published %d", delivered, superseded, delivered+superseded, total)
+	}
+}
+
+// A client that stops reading, over a real socket: once its socket is full
+// its frames wait, it is stepped down, and in the end it is closed; the hub
+// never blocks on it.
+func TestStalledClientIsSteppedDownThenClosed(t *testing.T) {
+	h := testHub(func(c *HubConfig) { c.StepDownAfter = 2; c.MaxStepDowns = 2 })
+	server, _ := tcpPair(t)
+	s := NewSession(h, SessionConfig{ID: "s", WriteTimeout: 200 * time.Millisecond})
+	h.Attach(s)
+	s.Start(server)
+	h.Subscribe(s, testSymbols, []byte(`{"type":"subscribed"}`))
+	bid := 1.0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-s.Done():
+			if n := testutil.ToFloat64(h.m.stepDowns); n != 2 {
+				t.Errorf("stepped down %v times, want 2", n)
+			}
+			if n := testutil.ToFloat64(h.m.slowClosed); n != 1 {
+				t.Errorf("closed as slow %v times, want 1", n)
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a client that never reads was not closed within 10s")
+		}
+		for _, sym := range testSymbols {
+			bid += 0.00001
+			h.Publish(scored(sym, bid))
+		}
+		start := time.Now()
+		h.flush()
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Fatalf("a flush took %v: the hub waited for a stalled client", d)
+		}
 	}
 }

@@ -164,6 +164,11 @@ func (h *Hub) Dropped(n uint64) {
 	h.mu.Unlock()
 }
 
+// CountClosed counts a session the data plane closed with an error code
+// (suspended, tier_changed, unauthorized) in the tier's metrics; the hub
+// counts its own slow_consumer closes.
+func (h *Hub) CountClosed(code string) { h.m.sessionClosed(code) }
+
 // Attach adds a session to the hub. It receives nothing until it subscribes.
 func (h *Hub) Attach(s *Session) {
 	h.mu.Lock()
@@ -356,7 +361,11 @@ func (h *Hub) build() {
 		if !h.hasNews(s) {
 			continue
 		}
-		if s.framePending() {
+		pending, ended := s.flushState()
+		if ended {
+			continue // its reader will detach it
+		}
+		if pending {
 			h.fellBehind(s)
 			continue
 		}
@@ -430,9 +439,10 @@ func (h *Hub) fellBehind(s *Session) {
 	}
 	s.behind = 0
 	if s.step >= h.cfg.MaxStepDowns {
-		h.m.slowClosed.Inc()
-		h.m.sessionClosed(string(protocol.CodeSlowConsumer))
-		s.Close(protocol.CloseSlowConsumer, h.closing)
+		if s.Close(protocol.CloseSlowConsumer, h.closing) {
+			h.m.slowClosed.Inc()
+			h.m.sessionClosed(string(protocol.CodeSlowConsumer))
+		}
 		return
 	}
 	s.step++

@@ -141,12 +141,13 @@ func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
 func (s *Session) Pong(data []byte) { s.enqueue(newControl(opPong, data)) }
 
 // Close queues a final error message, then a close frame with code; the writer
-// closes the connection after writing them. Only the first Close counts.
-func (s *Session) Close(code int, final []byte) {
+// closes the connection after writing them. Only the first Close counts: it
+// reports whether this call closed the session.
+func (s *Session) Close(code int, final []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return
+	if s.closing || s.stopped {
+		return false
 	}
 	if final != nil && !s.stopped {
 		m := newMsg(final)
@@ -156,6 +157,7 @@ func (s *Session) Close(code int, final []byte) {
 	s.closing = true
 	s.closeCode = code
 	s.kickLocked()
+	return true
 }
 
 // Stop ends the session without a close frame (the reader saw the client
@@ -309,10 +311,17 @@ func (s *Session) writeDirect(m *msg) {
 }
 
 func (s *Session) framePending() bool {
+	pending, _ := s.flushState()
+	return pending
+}
+
+// flushState reports whether the session's previous frame is still unwritten,
+// and whether the session is closing or gone (it takes no more frames).
+func (s *Session) flushState() (pending, ended bool) {
 	s.mu.Lock()
-	p := s.inFlight
+	pending, ended = s.inFlight, s.closing || s.stopped
 	s.mu.Unlock()
-	return p
+	return pending, ended
 }
 
 // writer writes what is queued, in order, until the queue is empty (then it
