@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -69,6 +70,7 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	ready    atomic.Bool
+	draining atomic.Bool
 
 	mu       sync.Mutex
 	sessions map[*stream.Session]*conn
@@ -143,6 +145,36 @@ func (s *Server) Registry() *tierconfig.Registry { return s.reg.Load() }
 
 // SetReady sets what /readyz answers (false while the feed is down, say).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// DrainTimeout bounds how long a stopping process waits for its sessions to
+// take their "going away" close (Drain).
+const DrainTimeout = 5 * time.Second
+
+// Drain prepares the process to stop (a rolling update, a scale-down): it
+// answers /readyz with 503 so that no new connections are routed here,
+// refuses new ones, and closes every session with 1001 (going away) so that
+// clients reconnect at once, to another replica. It returns when every
+// session has ended or ctx is done.
+func (s *Server) Drain(ctx context.Context) {
+	s.ready.Store(false)
+	s.draining.Store(true)
+	s.mu.Lock()
+	sessions := make([]*stream.Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		sess.Close(protocol.CloseGoingAway, nil)
+	}
+	for _, sess := range sessions {
+		select {
+		case <-sess.Done():
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 // Handler returns the server's HTTP routes.
 func (s *Server) Handler() http.Handler {
@@ -224,6 +256,11 @@ func (s *Server) closeSession(sess *stream.Session, code int, e protocol.Error) 
 // serveStream runs one WebSocket connection. This goroutine reads; the
 // session's writer goroutine writes.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "this data plane is shutting down; reconnect", http.StatusServiceUnavailable)
+		return
+	}
 	key, hasHeader := bearer(r)
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
@@ -266,6 +303,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.sessions[c.sess] = c
 	s.mu.Unlock()
+	if s.draining.Load() { // Drain began after the check above and did not see this one
+		c.sess.Close(protocol.CloseGoingAway, nil)
+	}
 	c.sess.Send(mustJSON(s.welcome(c)))
 	// From here on the session writes every frame, pongs and the answer
 	// to a close included; the reader's own replies go through it.

@@ -184,6 +184,16 @@ func (s *System) Serve(ctx context.Context, listeners []net.Listener) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
+	// Close every session with "going away" before the listeners, so that
+	// clients know to reconnect rather than see their connections drop.
+	drainCtx, cancel := context.WithTimeout(context.Background(), server.DrainTimeout)
+	var wg sync.WaitGroup
+	for _, p := range s.Planes {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Server().Drain(drainCtx) }()
+	}
+	wg.Wait()
+	cancel()
 	for _, srv := range servers {
 		_ = srv.Close()
 	}

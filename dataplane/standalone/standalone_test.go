@@ -27,7 +27,15 @@ import (
 // tier's stream URL.
 func testSystem(t *testing.T) (*System, map[string]string) {
 	t.Helper()
-	sys, err := Build(Options{
+	sys, urls, _ := startSystem(t)
+	return sys, urls
+}
+
+// startSystem starts the sample tiers; stop ends them as a signal would.
+func startSystem(t *testing.T) (sys *System, urls map[string]string, stop func()) {
+	t.Helper()
+	var err error
+	sys, err = Build(Options{
 		ManifestDir: filepath.Join("..", "..", "config", "samples"),
 		Server:      server.Config{UsageInterval: 200 * time.Millisecond},
 	})
@@ -36,7 +44,7 @@ func testSystem(t *testing.T) (*System, map[string]string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var listeners []net.Listener
-	urls := map[string]string{}
+	urls = map[string]string{}
 	for _, p := range sys.Planes {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -49,8 +57,9 @@ func testSystem(t *testing.T) (*System, map[string]string) {
 	wg.Add(2)
 	go func() { defer wg.Done(); sys.Run(ctx) }()
 	go func() { defer wg.Done(); _ = sys.Serve(ctx, listeners) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return sys, urls
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return sys, urls, stop
 }
 
 func (s *System) credential(t *testing.T, tier string, n int) Credential {
@@ -638,5 +647,56 @@ func TestControlFrames(t *testing.T) {
 	}
 	if code := c.waitClosed(); code != websocket.CloseNormalClosure {
 		t.Fatalf("close code %d echoed, want %d", code, websocket.CloseNormalClosure)
+	}
+}
+
+// Stopping (SIGTERM in a pod) closes every session with 1001, going away, so
+// that clients reconnect at once instead of seeing their connection drop;
+// while it drains, /readyz says 503 and new connections are refused.
+func TestStoppingClosesSessionsWithGoingAway(t *testing.T) {
+	sys, urls, stop := startSystem(t)
+	var clients []*client
+	for _, tier := range []string{"free", "pro", "enterprise"} {
+		c := dial(t, urls[tier], sys.credential(t, tier, 0).Key.Reveal())
+		c.next("welcome")
+		clients = append(clients, c)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	for _, c := range clients {
+		if code := c.waitClosed(); code != websocket.CloseGoingAway {
+			t.Errorf("close code %d, want %d (going away)", code, websocket.CloseGoingAway)
+		}
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the system did not stop within 10s")
+	}
+}
+
+func TestDrainRefusesNewConnections(t *testing.T) {
+	sys, urls := testSystem(t)
+	p := sys.Planes[0]
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(urls[p.Tier()], "ws"), "/v1/stream")
+	c := dial(t, urls[p.Tier()], sys.credential(t, p.Tier(), 0).Key.Reveal())
+	c.next("welcome")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.Server().Drain(ctx)
+	if code := c.waitClosed(); code != websocket.CloseGoingAway {
+		t.Errorf("close code %d, want %d", code, websocket.CloseGoingAway)
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining: %d, want 503", resp.StatusCode)
+	}
+	_, resp, err = websocket.DefaultDialer.Dial(urls[p.Tier()], http.Header{"Authorization": {"Bearer " + sys.credential(t, p.Tier(), 0).Key.Reveal()}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a new connection while draining: %v (response %v), want HTTP 503", err, resp)
 	}
 }

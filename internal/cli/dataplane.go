@@ -20,6 +20,7 @@ import (
 
 	"github.com/databridge-io/databridge/dataplane"
 	"github.com/databridge-io/databridge/dataplane/bus"
+	"github.com/databridge-io/databridge/dataplane/server"
 	"github.com/databridge-io/databridge/dataplane/tierconfig"
 )
 
@@ -119,6 +120,9 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 	srv := &http.Server{Handler: plane.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
+		drainCtx, cancel := context.WithTimeout(context.Background(), server.DrainTimeout)
+		plane.Server().Drain(drainCtx)
+		cancel()
 		_ = srv.Close()
 	}()
 	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "redis", f.redisAddr, "stream", f.stream)
