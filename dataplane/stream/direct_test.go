@@ -83,20 +83,7 @@ func TestFlushWritesIdleSessionsDirectly(t *testing.T) {
 	if _, p, err := readFrame(r); err != nil || string(p) != `{"type":"subscribed"}` {
 		t.Fatalf("first frame %q, %v; want the subscribe reply", p, err)
 	}
-	// Wait for the writer goroutine that wrote the reply to finish.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		s.mu.Lock()
-		writing := s.writing
-		s.mu.Unlock()
-		if !writing {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the writer did not finish")
-		}
-		time.Sleep(time.Millisecond)
-	}
-
+	waitWriterIdle(t, s) // the writer goroutine that wrote the reply
 	time.Sleep(50 * time.Millisecond)
 	h.Publish(scored("EURUSD", 1.1))
 	h.flush()

@@ -24,16 +24,10 @@ func BenchmarkFlush(b *testing.B) {
 			for i := range sessions {
 				s := NewSession(h, SessionConfig{ID: fmt.Sprint(i)})
 				h.Attach(s)
-				h.Subscribe(s, []string{symbols[i%28], symbols[(i+3)%28], symbols[(i+7)%28], symbols[(i+11)%28], symbols[(i+19)%28]}, nil)
+				h.Subscribe(s, fiveOf(symbols, i), nil)
 				sessions[i] = s
 			}
-			ticks := make([]market.Scored, len(symbols))
-			for i, sym := range symbols {
-				ticks[i] = market.Scored{
-					Tick:    market.Tick{Symbol: sym, Bid: 1.1, Ask: 1.1002, Time: time.Now(), Published: time.Now().UnixNano(), Ingested: time.Now().UnixNano()},
-					Quality: market.Quality{Level: market.Premium, MarketOpen: true, Score: 0.93, Liquidity: 0.8, Session: "london", Volatility: 0.00012},
-				}
-			}
+			ticks := benchTicks(symbols)
 			release := func() {
 				for _, s := range sessions {
 					s.mu.Lock()
@@ -50,10 +44,7 @@ func BenchmarkFlush(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				for j := range ticks {
-					ticks[j].Bid += 0.00001
-					h.Publish(&ticks[j])
-				}
+				publishAll(h, ticks)
 				h.flush()
 				b.StopTimer()
 				release()
@@ -108,16 +99,10 @@ func BenchmarkFlushToSockets(b *testing.B) {
 				h.Attach(s)
 				s.Start(sc)
 				defer s.Stop()
-				h.Subscribe(s, []string{symbols[i%28], symbols[(i+3)%28], symbols[(i+7)%28], symbols[(i+11)%28], symbols[(i+19)%28]}, nil)
+				h.Subscribe(s, fiveOf(symbols, i), nil)
 				sessions[i] = s
 			}
-			ticks := make([]market.Scored, len(symbols))
-			for i, sym := range symbols {
-				ticks[i] = market.Scored{
-					Tick:    market.Tick{Symbol: sym, Bid: 1.1, Ask: 1.1002, Time: time.Now(), Published: time.Now().UnixNano(), Ingested: time.Now().UnixNano()},
-					Quality: market.Quality{Level: market.Premium, MarketOpen: true, Score: 0.93, Liquidity: 0.8, Session: "london", Volatility: 0.00012},
-				}
-			}
+			ticks := benchTicks(symbols)
 			written := func() bool {
 				for _, s := range sessions {
 					if s.framePending() {
@@ -129,10 +114,7 @@ func BenchmarkFlushToSockets(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				for j := range ticks {
-					ticks[j].Bid += 0.00001
-					h.Publish(&ticks[j])
-				}
+				publishAll(h, ticks)
 				h.flush()
 				for !written() { // a frame a full socket held back
 					time.Sleep(10 * time.Microsecond)
@@ -140,5 +122,31 @@ func BenchmarkFlushToSockets(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(subscribers), "ns/frame")
 		})
+	}
+}
+
+// benchTicks returns one Premium tick of each symbol.
+func benchTicks(symbols []string) []market.Scored {
+	ticks := make([]market.Scored, len(symbols))
+	for i, sym := range symbols {
+		ticks[i] = market.Scored{
+			Tick:    market.Tick{Symbol: sym, Bid: 1.1, Ask: 1.1002, Time: time.Now(), Published: time.Now().UnixNano(), Ingested: time.Now().UnixNano()},
+			Quality: market.Quality{Level: market.Premium, MarketOpen: true, Score: 0.93, Liquidity: 0.8, Session: "london", Volatility: 0.00012},
+		}
+	}
+	return ticks
+}
+
+// fiveOf is subscriber i's five of the first 28 symbols (the majors), spread
+// so that subscribers overlap as real clients do.
+func fiveOf(symbols []string, i int) []string {
+	return []string{symbols[i%28], symbols[(i+3)%28], symbols[(i+7)%28], symbols[(i+11)%28], symbols[(i+19)%28]}
+}
+
+// publishAll moves every tick's price a little and publishes it.
+func publishAll(h *Hub, ticks []market.Scored) {
+	for j := range ticks {
+		ticks[j].Bid += 0.00001
+		h.Publish(&ticks[j])
 	}
 }

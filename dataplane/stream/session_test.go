@@ -132,13 +132,20 @@ func TestIdleSessionHoldsNoWriter(t *testing.T) {
 	s := NewSession(h, SessionConfig{ID: "s"})
 	s.Start(&recConn{})
 	s.Send([]byte(`{}`))
+	waitWriterIdle(t, s)
+}
+
+// waitWriterIdle waits for the session's writer goroutine to exit, as it
+// must once nothing is queued.
+func waitWriterIdle(t *testing.T, s *Session) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.mu.Lock()
 		writing := s.writing
 		s.mu.Unlock()
 		if !writing {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the writer goroutine is still running with nothing to write")
