@@ -310,6 +310,7 @@ func (s *Session) writeDirect(m *msg) {
 	s.mu.Unlock()
 }
 
+// framePending reports whether the session's previous frame is unwritten.
 func (s *Session) framePending() bool {
 	pending, _ := s.flushState()
 	return pending
