@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -102,4 +103,65 @@ func (p Proc) rss() (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("%s: no VmRSS line (a zombie or kernel thread?)", p.path("status"))
+}
+
+// machineBusy reads how much CPU time all CPUs have spent on anything but
+// idling (user, nice, system, irq, softirq, steal) since boot, from the
+// first line of <root>/stat.
+func machineBusy(root string) (time.Duration, error) {
+	if root == "" {
+		root = "/proc"
+	}
+	path := filepath.Join(root, "stat")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, fmt.Errorf("%s: first line %q, want the \"cpu\" totals", path, line)
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(string(f[i]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q: %w", path, f[i], err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * (time.Second / userHZ), nil
+}
+
+// machineSample is the load tool's own CPU time and the machine's busy time.
+type machineSample struct {
+	self, busy time.Duration
+	err        error
+}
+
+func sampleMachine() machineSample {
+	self, err := Proc{PID: os.Getpid()}.cpu()
+	if err != nil {
+		return machineSample{err: err}
+	}
+	busy, err := machineBusy("")
+	return machineSample{self: self, busy: busy, err: err}
+}
+
+// machineResult is where the machine's CPU went over a window of seconds.
+func machineResult(start, end machineSample, window float64) *MachineResult {
+	m := &MachineResult{CPUs: runtime.NumCPU()}
+	switch {
+	case start.err != nil:
+		m.Error = start.err.Error()
+	case end.err != nil:
+		m.Error = end.err.Error()
+	case window <= 0:
+		m.Error = "not measured: the run ended before the measurement window"
+	default:
+		m.LoadToolCores = (end.self - start.self).Seconds() / window
+		m.BusyCores = (end.busy - start.busy).Seconds() / window
+	}
+	return m
 }

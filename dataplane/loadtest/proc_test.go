@@ -67,3 +67,35 @@ func TestProcSampleOfThisProcess(t *testing.T) {
 		t.Fatal("Sample of a process that cannot exist succeeded")
 	}
 }
+
+func TestMachineBusy(t *testing.T) {
+	cases := []struct {
+		name, stat string
+		want       time.Duration
+		wantErr    string
+	}{
+		// user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+		{name: "totals", stat: "cpu  100 5 50 9000 40 1 20 4 0 0\ncpu0 50 2 25 4500 20 0 10 2 0 0\n", want: 1800 * time.Millisecond},
+		{name: "per-CPU line first", stat: "cpu0 1 2 3 4 5 6 7 8\n", wantErr: `want the "cpu" totals`},
+		{name: "short", stat: "cpu 1 2 3\n", wantErr: `want the "cpu" totals`},
+		{name: "not a number", stat: "cpu 1 x 3 4 5 6 7 8\n", wantErr: `"x"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.WriteFile(filepath.Join(root, "stat"), []byte(tc.stat), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := machineBusy(root)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("machineBusy error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("machineBusy = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}

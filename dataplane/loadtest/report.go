@@ -44,6 +44,14 @@ func WriteText(w io.Writer, res *Result) error {
 		p("server rss", "%s total, %s before connecting, %s per connection",
 			bytesIEC(float64(s.RSSEndBytes)), bytesIEC(float64(s.RSSBeforeBytes)), bytesIEC(s.RSSPerConnectionBytes))
 	}
+	switch m := res.Machine; {
+	case m == nil:
+	case m.Error != "":
+		p("machine", "not measured: %s", m.Error)
+	default:
+		p("load tool cpu", "%.2f cores (this process)", m.LoadToolCores)
+		p("machine cpu", "%.2f of %d cores busy (server, load tool, feed, Redis and kernel together)", m.BusyCores, m.CPUs)
+	}
 	fmt.Fprintln(tw, "checks")
 	for _, v := range res.Verdicts {
 		mark := "PASS"

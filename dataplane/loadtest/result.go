@@ -28,9 +28,10 @@ type Result struct {
 	TicksPerSecond      float64 `json:"ticks_per_second"`
 	SupersededPerSecond float64 `json:"superseded_per_second"`
 
-	Latency Latency       `json:"latency"`
-	Server  *ServerResult `json:"server,omitempty"`
-	Checks  Checks        `json:"checks"`
+	Latency Latency        `json:"latency"`
+	Server  *ServerResult  `json:"server,omitempty"`
+	Machine *MachineResult `json:"machine,omitempty"`
+	Checks  Checks         `json:"checks"`
 
 	// Verdicts are the pass/fail checks, in a fixed order.
 	Verdicts []Verdict `json:"verdicts"`
@@ -50,6 +51,19 @@ type Latency struct {
 	MaxMS   float64 `json:"max_ms"`
 	// Unpublished counts window ticks without published_us, which have no latency.
 	Unpublished uint64 `json:"unpublished,omitempty"`
+}
+
+// MachineResult is where this machine's CPU went over the window: to the
+// load tool itself, and to everything (the server, the feed, Redis, the
+// kernel) together. On a machine the server shares with the load tool it
+// shows how much of the machine was left.
+type MachineResult struct {
+	CPUs int `json:"cpus"`
+	// LoadToolCores is this process's CPU seconds per wall second.
+	LoadToolCores float64 `json:"load_tool_cpu_cores"`
+	// BusyCores is all CPUs' non-idle seconds per wall second.
+	BusyCores float64 `json:"busy_cpu_cores"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // ServerResult is the server process's cost.

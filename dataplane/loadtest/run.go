@@ -170,6 +170,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 
 	var cpuStart, end ProcSample
+	var machineStart, machineEnd machineSample
 	var windowStart time.Time
 	var serverErr error
 	if ctx.Err() == nil {
@@ -177,11 +178,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		if r.cfg.Server != nil {
 			cpuStart, serverErr = r.cfg.Server.Sample()
 		}
+		machineStart = sampleMachine()
 		windowStart = time.Now()
 		r.phase.Store(phaseMeasure)
 		sleepCtx(ctx, r.cfg.Duration)
 		r.phase.Store(phaseDone)
 		res.WindowSeconds = time.Since(windowStart).Seconds()
+		machineEnd = sampleMachine()
 		if r.cfg.Server != nil && serverErr == nil {
 			end, serverErr = r.cfg.Server.Sample()
 		}
@@ -197,6 +200,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if r.cfg.Server != nil {
 		res.Server = serverResult(r.cfg.Server.PID, before, cpuStart, end, res.WindowSeconds, res.Connected, serverErr)
 	}
+	res.Machine = machineResult(machineStart, machineEnd, res.WindowSeconds)
 	res.judge()
 	return res, nil
 }

@@ -47,6 +47,12 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 				if s := res.Server; s == nil || s.Error != "" || s.RSSEndBytes <= 0 {
 					t.Errorf("server result %+v, want RSS of this test process", s)
 				}
+				// A 150 ms window is 15 ticks of the kernel's CPU clock: the
+				// shares are coarse, but they are measured and in range.
+				if m := res.Machine; m == nil || m.Error != "" || m.CPUs < 1 || m.LoadToolCores < 0 ||
+					m.BusyCores < 0 || m.BusyCores > 1.5*float64(m.CPUs) || m.LoadToolCores > 1.5*float64(m.CPUs) {
+					t.Errorf("machine result %+v, want this process's and the machine's CPU measured", m)
+				}
 				if res.Checks.SnapshotTicks != clients*2 {
 					t.Errorf("snapshot ticks %d, want %d", res.Checks.SnapshotTicks, clients*2)
 				}
