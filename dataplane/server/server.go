@@ -425,56 +425,73 @@ func (s *Server) readLoop(ws *websocket.Conn, c *conn) {
 	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(s.cfg.PongWait)) }
 	extend()
 	ws.SetPongHandler(func(string) error { extend(); return nil })
-	subs := map[string]bool{}
-	var buf bytes.Buffer
+	in := &inbox{subs: map[string]bool{}}
 	for {
-		if buf.Cap() > 4<<10 {
-			buf = bytes.Buffer{} // do not keep a large message's buffer for the session's life
-		}
+		// Idle sessions wait here, so this frame is kept small: the work of
+		// a message is done in handle, whose frame is gone while waiting,
+		// and an idle reader's stack stays at the runtime's smallest.
 		typ, r, err := ws.NextReader()
 		if err != nil {
 			return
 		}
 		extend()
-		buf.Reset()
-		n, err := buf.ReadFrom(io.LimitReader(r, int64(s.cfg.MaxMessageBytes)+1))
-		if err != nil {
-			return // over the hard limit, or the connection broke
-		}
-		if n > int64(s.cfg.MaxMessageBytes) {
-			discarded, err := io.Copy(io.Discard, r)
-			if err != nil {
-				return
-			}
-			s.sendError(c, protocol.Error{Code: protocol.CodeMessageTooLarge, Message: fmt.Sprintf(
-				"a message of %d bytes exceeds the %d-byte limit and was discarded", n+discarded, s.cfg.MaxMessageBytes)})
-			continue
-		}
-		if typ != websocket.TextMessage {
-			s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: "binary messages are not part of the protocol; send JSON text messages"})
-			continue
-		}
-		var req protocol.Request
-		if err := json.Unmarshal(buf.Bytes(), &req); err != nil {
-			s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: "message is not a JSON object: " + err.Error()})
-			continue
-		}
-		switch req.Type {
-		case protocol.TypeSubscribe:
-			s.subscribe(c, &req, subs)
-		case protocol.TypeUnsubscribe:
-			s.unsubscribe(c, &req, subs)
-		case protocol.TypePing:
-			c.sess.Send(mustJSON(protocol.Pong{Type: protocol.TypePong, ID: req.ID}))
-		case protocol.TypeAuth:
-			s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID, Message: "this connection is already authenticated"})
-		case "":
-			s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID, Message: `message has no "type"; known types: subscribe, unsubscribe, ping, auth`})
-		default:
-			s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID,
-				Message: fmt.Sprintf("unknown message type %q; known types: subscribe, unsubscribe, ping, auth", req.Type)})
+		if !s.handle(c, in, typ, r) {
+			return
 		}
 	}
+}
+
+// inbox is what a session's reader keeps between messages.
+type inbox struct {
+	buf  bytes.Buffer
+	subs map[string]bool // symbols subscribed
+}
+
+// handle reads and answers one client message. It reports false when the
+// connection broke.
+func (s *Server) handle(c *conn, in *inbox, typ int, r io.Reader) bool {
+	if in.buf.Cap() > 4<<10 {
+		in.buf = bytes.Buffer{} // do not keep a large message's buffer for the session's life
+	}
+	in.buf.Reset()
+	n, err := in.buf.ReadFrom(io.LimitReader(r, int64(s.cfg.MaxMessageBytes)+1))
+	if err != nil {
+		return false // over the hard limit, or the connection broke
+	}
+	if n > int64(s.cfg.MaxMessageBytes) {
+		discarded, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return false
+		}
+		s.sendError(c, protocol.Error{Code: protocol.CodeMessageTooLarge, Message: fmt.Sprintf(
+			"a message of %d bytes exceeds the %d-byte limit and was discarded", n+discarded, s.cfg.MaxMessageBytes)})
+		return true
+	}
+	if typ != websocket.TextMessage {
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: "binary messages are not part of the protocol; send JSON text messages"})
+		return true
+	}
+	var req protocol.Request
+	if err := json.Unmarshal(in.buf.Bytes(), &req); err != nil {
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: "message is not a JSON object: " + err.Error()})
+		return true
+	}
+	switch req.Type {
+	case protocol.TypeSubscribe:
+		s.subscribe(c, &req, in.subs)
+	case protocol.TypeUnsubscribe:
+		s.unsubscribe(c, &req, in.subs)
+	case protocol.TypePing:
+		c.sess.Send(mustJSON(protocol.Pong{Type: protocol.TypePong, ID: req.ID}))
+	case protocol.TypeAuth:
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID, Message: "this connection is already authenticated"})
+	case "":
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID, Message: `message has no "type"; known types: subscribe, unsubscribe, ping, auth`})
+	default:
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID,
+			Message: fmt.Sprintf("unknown message type %q; known types: subscribe, unsubscribe, ping, auth", req.Type)})
+	}
+	return true
 }
 
 func (s *Server) sendError(c *conn, e protocol.Error) {
