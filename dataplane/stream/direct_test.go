@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -116,6 +117,7 @@ func TestFullSocketLosesNothing(t *testing.T) {
 	s.Start(server)
 	defer s.Stop()
 	h.Subscribe(s, testSymbols, []byte(`{"type":"subscribed"}`))
+	waitWriterIdle(t, s) // from here on a pending frame means a full socket
 
 	published := map[string]uint64{}
 	stalled := false
@@ -142,42 +144,37 @@ func TestFullSocketLosesNothing(t *testing.T) {
 		h.flush()
 	}
 
-	r := bufio.NewReader(client)
+	// The client reads as a real one does, on its own goroutine, while the
+	// hub goes on flushing every millisecond whenever the previous frame is
+	// out: the last flush carries whatever the stalled ones skipped.
+	frames, errc := make(chan protocol.MarketData, 64), make(chan error, 1)
+	go func() {
+		r := bufio.NewReader(client)
+		for {
+			op, p, err := readFrame(r)
+			if err == nil && op != opText {
+				err = fmt.Errorf("opcode %d, want text", op)
+			}
+			var v struct {
+				Type string `json:"type"`
+				protocol.MarketData
+			}
+			if err == nil {
+				if err = json.Unmarshal(p, &v); err != nil {
+					err = fmt.Errorf("a frame is not JSON (%v): %.80s", err, p)
+				}
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+			if v.Type == protocol.TypeMarketData {
+				frames <- v.MarketData
+			}
+		}
+	}()
 	var frameSeq, superseded, delivered uint64
 	last := map[string]uint64{}
-	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
-	read := func() {
-		t.Helper()
-		op, p, err := readFrame(r)
-		if err != nil {
-			t.Fatalf("after frame %d: %v", frameSeq, err)
-		}
-		if op != opText {
-			t.Fatalf("opcode %d, want text", op)
-		}
-		var v struct {
-			Type string `json:"type"`
-			protocol.MarketData
-		}
-		if err := json.Unmarshal(p, &v); err != nil {
-			t.Fatalf("frame after seq %d is not JSON (%v): %.80s", frameSeq, err, p)
-		}
-		if v.Type != protocol.TypeMarketData {
-			return
-		}
-		if v.Seq != frameSeq+1 {
-			t.Fatalf("frame seq %d after %d", v.Seq, frameSeq)
-		}
-		frameSeq = v.Seq
-		superseded += v.FilterStats.Superseded
-		for _, tk := range v.Ticks {
-			if tk.Seq <= last[tk.Symbol] {
-				t.Fatalf("%s tick seq %d after %d", tk.Symbol, tk.Seq, last[tk.Symbol])
-			}
-			last[tk.Symbol] = tk.Seq
-			delivered++
-		}
-	}
 	done := func() bool {
 		for _, sym := range testSymbols {
 			if last[sym] != published[sym] {
@@ -186,11 +183,33 @@ func TestFullSocketLosesNothing(t *testing.T) {
 		}
 		return true
 	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Second)
 	for !done() {
-		if !s.framePending() {
-			h.flush() // carries the latest of whatever the stalled flushes skipped
+		select {
+		case md := <-frames:
+			if md.Seq != frameSeq+1 {
+				t.Fatalf("frame seq %d after %d", md.Seq, frameSeq)
+			}
+			frameSeq = md.Seq
+			superseded += md.FilterStats.Superseded
+			for _, tk := range md.Ticks {
+				if tk.Seq <= last[tk.Symbol] {
+					t.Fatalf("%s tick seq %d after %d", tk.Symbol, tk.Seq, last[tk.Symbol])
+				}
+				last[tk.Symbol] = tk.Seq
+				delivered++
+			}
+		case err := <-errc:
+			t.Fatalf("after frame %d: %v", frameSeq, err)
+		case <-tick.C:
+			if !s.framePending() {
+				h.flush()
+			}
+		case <-timeout:
+			t.Fatalf("after frame %d, the latest ticks did not arrive within 10s", frameSeq)
 		}
-		read()
 	}
 	var total uint64
 	for _, sym := range testSymbols {
