@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,21 +107,12 @@ func NewRedisConsumer(client redis.UniversalClient, cfg RedisConsumerConfig) (*R
 	}
 	c := &RedisConsumer{
 		client:      client,
-		stream:      cfg.Stream,
-		count:       cfg.Count,
-		block:       cfg.Block,
+		stream:      cmp.Or(cfg.Stream, DefaultStream),
+		count:       cmp.Or(cfg.Count, DefaultReadCount),
+		block:       cmp.Or(cfg.Block, DefaultBlock),
 		backoff:     cfg.Backoff,
 		now:         cfg.Now,
 		onMalformed: cfg.OnMalformed,
-	}
-	if c.stream == "" {
-		c.stream = DefaultStream
-	}
-	if c.count == 0 {
-		c.count = DefaultReadCount
-	}
-	if c.block == 0 {
-		c.block = DefaultBlock
 	}
 	if c.now == nil {
 		c.now = systemNow
@@ -138,7 +130,12 @@ func (c *RedisConsumer) Stream() string { return c.stream }
 func (c *RedisConsumer) Run(ctx context.Context, fn func(market.Tick)) error {
 	retry := newRetrier(c.backoff)
 	failing := false
+	// fail records a failed call and waits before the next; it returns
+	// ctx's error instead once ctx is done (the failure was the cancel).
 	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		c.errors.Add(1)
 		msg := fmt.Sprintf("read %s: %v", c.stream, err)
 		c.lastErr.Store(&msg)
@@ -153,9 +150,6 @@ func (c *RedisConsumer) Run(ctx context.Context, fn func(market.Tick)) error {
 		}
 		start, err := c.newest(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			if err := fail(err); err != nil {
 				return err
 			}
@@ -176,9 +170,6 @@ func (c *RedisConsumer) Run(ctx context.Context, fn func(market.Tick)) error {
 			err = nil // the block ran out with nothing new
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			if err := fail(err); err != nil {
 				return err
 			}

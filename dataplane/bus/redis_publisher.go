@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -129,31 +130,18 @@ func NewRedisPublisher(client redis.UniversalClient, cfg RedisPublisherConfig) (
 	}
 	p := &RedisPublisher{
 		client:    client,
-		stream:    cfg.Stream,
-		maxLen:    cfg.MaxLen,
-		batchSize: cfg.BatchSize,
+		stream:    cmp.Or(cfg.Stream, DefaultStream),
+		maxLen:    cmp.Or(cfg.MaxLen, DefaultMaxLen),
+		batchSize: cmp.Or(cfg.BatchSize, DefaultBatchSize),
 		interval:  cfg.FlushInterval,
 		now:       cfg.Now,
 		retry:     newRetrier(cfg.Backoff),
+		queue:     make(chan market.Tick, cmp.Or(cfg.QueueSize, DefaultQueueSize)),
 		done:      make(chan struct{}),
-	}
-	if p.stream == "" {
-		p.stream = DefaultStream
-	}
-	if p.maxLen == 0 {
-		p.maxLen = DefaultMaxLen
-	}
-	if p.batchSize == 0 {
-		p.batchSize = DefaultBatchSize
 	}
 	if p.now == nil {
 		p.now = systemNow
 	}
-	queueSize := cfg.QueueSize
-	if queueSize == 0 {
-		queueSize = DefaultQueueSize
-	}
-	p.queue = make(chan market.Tick, queueSize)
 
 	p.prefix = []any{"XADD", p.stream}
 	if p.maxLen > 0 {

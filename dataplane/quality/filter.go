@@ -1,6 +1,7 @@
 package quality
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -189,38 +190,17 @@ func New(cfg Config) (*Filter, error) {
 	if cfg.LiquidRate < 0 || math.IsNaN(cfg.LiquidRate) || math.IsInf(cfg.LiquidRate, 0) {
 		return nil, fmt.Errorf("quality: liquid rate %v ticks/s: want a positive rate, or 0 for the default %v", cfg.LiquidRate, DefaultLiquidRate)
 	}
-	sigma := cfg.JumpSigma
-	if sigma == 0 {
-		sigma = DefaultJumpSigma
-	}
-	floor := cfg.SigmaFloor
-	if floor == 0 {
-		floor = DefaultSigmaFloor
-	}
-	warmUp := cfg.WarmUp
-	if warmUp == 0 {
-		warmUp = DefaultWarmUp
-	}
-	window := cfg.Window
-	if window == 0 {
-		window = DefaultWindow
-	}
-	stale := cfg.StaleAfter
-	if stale == 0 {
-		stale = DefaultStaleAfter
-	}
-	liquid := cfg.LiquidRate
-	if liquid == 0 {
-		liquid = DefaultLiquidRate
-	}
+	sigma := cmp.Or(cfg.JumpSigma, DefaultJumpSigma)
+	floor := cmp.Or(cfg.SigmaFloor, DefaultSigmaFloor)
+	window := cmp.Or(cfg.Window, DefaultWindow)
 	return &Filter{
 		level:      cfg.Level,
 		jump2:      sigma * sigma,
 		floor2:     floor * floor,
-		warmUp:     int64(warmUp),
+		warmUp:     int64(cmp.Or(cfg.WarmUp, DefaultWarmUp)),
 		alpha:      2 / (float64(window) + 1),
-		staleAfter: stale.Seconds(),
-		liquidRate: liquid,
+		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter).Seconds(),
+		liquidRate: cmp.Or(cfg.LiquidRate, DefaultLiquidRate),
 		symbols:    make(map[string]*symbolState),
 	}, nil
 }

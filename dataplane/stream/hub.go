@@ -325,26 +325,26 @@ const minPerWriter = 64
 func writeFrames(ready []direct) {
 	writers := min(runtime.GOMAXPROCS(0), len(ready)/minPerWriter)
 	if writers <= 1 {
-		writeSome(ready, nil)
+		writeSome(ready)
 		return
 	}
 	var wg sync.WaitGroup
 	per := (len(ready) + writers - 1) / writers
 	for len(ready) > per {
 		wg.Add(1)
-		go writeSome(ready[:per], &wg)
+		go func(part []direct) {
+			defer wg.Done()
+			writeSome(part)
+		}(ready[:per])
 		ready = ready[per:]
 	}
-	writeSome(ready, nil)
+	writeSome(ready)
 	wg.Wait()
 }
 
-func writeSome(ready []direct, wg *sync.WaitGroup) {
+func writeSome(ready []direct) {
 	for _, d := range ready {
 		d.s.writeDirect(d.m)
-	}
-	if wg != nil {
-		wg.Done()
 	}
 }
 

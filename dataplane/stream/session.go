@@ -138,7 +138,7 @@ func (s *Session) Start(conn Conn) {
 func (s *Session) Send(b []byte) { s.enqueue(newMsg(b)) }
 
 // Pong queues the answer to a ping from the client.
-func (s *Session) Pong(data []byte) { s.enqueue(newControl(opPong, data)) }
+func (s *Session) Pong(data []byte) { s.enqueue(newFrame(opPong, data)) }
 
 // Close queues a final error message, then a close frame with code; the writer
 // closes the connection after writing them. Only the first Close counts: it
@@ -149,7 +149,7 @@ func (s *Session) Close(code int, final []byte) bool {
 	if s.closing || s.stopped {
 		return false
 	}
-	if final != nil && !s.stopped {
+	if final != nil {
 		m := newMsg(final)
 		s.out = append(s.out, m)
 		s.outBytes += len(m.buf)
@@ -290,6 +290,7 @@ func (s *Session) writeDirect(m *msg) {
 	if n == len(m.wire()) {
 		s.sent(m)
 		s.mu.Lock()
+		s.inFlight = false
 		s.writing = false
 		s.kickLocked() // whatever was queued meanwhile
 		s.mu.Unlock()
@@ -366,7 +367,7 @@ func (s *Session) writer() {
 		}
 		if err == nil && closing {
 			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-			c := newControl(opClose, closePayload(code))
+			c := newFrame(opClose, closePayload(code))
 			_, _ = conn.Write(c.wire())
 		}
 		if err != nil || closing {
@@ -413,12 +414,18 @@ func (s *Session) write(conn Conn, m *msg) error {
 		putMsg(m)
 		return err
 	}
-	s.sent(m)
+	if s.sent(m) {
+		s.mu.Lock()
+		s.inFlight = false
+		s.mu.Unlock()
+	}
 	return nil
 }
 
 // sent accounts for a message the client's socket took, and releases it.
-func (s *Session) sent(m *msg) {
+// It reports whether the message was a market_data frame, which the caller
+// then marks written (inFlight) under the session's lock.
+func (s *Session) sent(m *msg) (frame bool) {
 	defer putMsg(m)
 	if m.ticks > 0 {
 		// Snapshot and frame ticks alike are data points the client received.
@@ -429,16 +436,14 @@ func (s *Session) sent(m *msg) {
 		}
 	}
 	if !m.frame {
-		return
+		return false
 	}
 	now := time.Now().UnixNano()
 	for _, in := range m.ingested {
 		s.m.latency.Observe(float64(now-in) / 1e9)
 	}
 	s.m.frames.Inc()
-	s.mu.Lock()
-	s.inFlight = false
-	s.mu.Unlock()
+	return true
 }
 
 // subscribed reports whether the session has slot i (under Hub.mu).
@@ -488,9 +493,8 @@ func getMsg() *msg {
 // newMsg frames a text message that is not pooled (replies, errors).
 func newMsg(b []byte) *msg { return newFrame(opText, b) }
 
-// newControl frames a control message (close, ping, pong).
-func newControl(opcode byte, payload []byte) *msg { return newFrame(opcode, payload) }
-
+// newFrame frames a message that is not pooled: a text message, or a
+// control message (close, ping, pong).
 func newFrame(opcode byte, payload []byte) *msg {
 	m := &msg{buf: append(make([]byte, maxHeader, maxHeader+len(payload)), payload...)}
 	m.seal(opcode)
