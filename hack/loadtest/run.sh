@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the load scenarios of docs/benchmarks.md on this machine, server, feed
-# and load tool side by side on loopback:
+# and load tool (hack/loadtest/client) side by side on loopback:
 #
 #   hack/loadtest/run.sh A [repetitions]   1,000 clients x 5 of 28 symbols, 2,000 ticks/s via the Redis stream
 #   hack/loadtest/run.sh B [repetitions]   5,000 clients x 5 of 28 symbols, 500 ticks/s
@@ -32,8 +32,9 @@ esac
 
 mkdir -p "$work" "$OUT"
 ulimit -n "$(ulimit -Hn)" # 10,000 connections need more than the usual 1,024 descriptors
-(cd "$root" && go build -o "$work/databridge" .)
+(cd "$root" && go build -o "$work/databridge" . && go build -o "$work/loadtest-client" ./hack/loadtest/client)
 bin=$work/databridge
+client=$work/loadtest-client
 
 "$root/hack/testservers.sh" start "$work/servers" >/dev/null
 pids=()
@@ -61,7 +62,7 @@ for n in $(seq 1 "$reps"); do
 		pids+=("$!")
 	fi
 	echo "== scenario $scenario, repetition $n of $reps: $clients clients, feed ${rate} ticks/s"
-	"$bin" loadtest --url "ws://127.0.0.1:$PORT/v1/stream" --keys-file "$work/keys.json" --tier enterprise \
+	"$client" --url "ws://127.0.0.1:$PORT/v1/stream" --keys-file "$work/keys.json" --tier enterprise \
 		--clients "$clients" "${extra[@]}" --warmup "$WARMUP" --duration "$DURATION" --server-pid "$server" \
 		--json-file "$OUT/$scenario-$n.json" || echo "repetition $n: the load tool reported a failure (see above)"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -25,16 +25,12 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
-)
 
-// clkTck is Linux's USER_HZ, the unit of the CPU times in /proc/*/stat and
-// /proc/stat. It is 100 on Linux; sysconf(_SC_CLK_TCK) is not reachable from
-// the standard library.
-const clkTck = 100
+	"github.com/databridge-io/databridge/hack/loadtest/procstat"
+)
 
 var (
 	conns    = flag.Int("conns", 1000, "number of TCP connections")
@@ -204,26 +200,41 @@ func run() error {
 		}
 		return nil
 	}
-	// cpu returns the CPU seconds used so far by the writer (user, sys), the
+	// cpu returns the CPU time used so far by the writer (user, sys), the
 	// reader (user, sys) and the machine (busy, softirq).
-	cpu := func() (c [6]float64) {
-		c[0], c[1] = procCPU("self")
-		c[2], c[3] = procCPU(strconv.Itoa(child.Process.Pid))
-		c[4], c[5] = machineCPU()
-		return c
+	cpu := func() (c [6]time.Duration, err error) {
+		w, err := procstat.Proc{PID: os.Getpid()}.CPU()
+		if err != nil {
+			return c, err
+		}
+		r, err := procstat.Proc{PID: child.Process.Pid}.CPU()
+		if err != nil {
+			return c, fmt.Errorf("reader: %w", err)
+		}
+		m, err := procstat.ReadMachine("")
+		return [6]time.Duration{w.User, w.System, r.User, r.System, m.Busy, m.SoftIRQ}, err
 	}
 
 	if err := pace(*warmup); err != nil {
 		return err
 	}
 	clear(ts)
-	t0, cpu0 := time.Now(), cpu()
+	t0 := time.Now()
+	cpu0, err := cpu()
+	if err != nil {
+		return err
+	}
 	if err := pace(*duration); err != nil {
 		return err
 	}
-	c, secs := cpu(), time.Since(t0).Seconds()
+	cpu1, err := cpu()
+	secs := time.Since(t0).Seconds()
+	if err != nil {
+		return err
+	}
+	var c [6]float64
 	for i := range c {
-		c[i] -= cpu0[i]
+		c[i] = (cpu1[i] - cpu0[i]).Seconds()
 	}
 	r := report{Conns: *conns, Rate: *rate, Size: *size, Workers: *workers, Seconds: secs,
 		WriterUserSec: c[0], WriterSysSec: c[1], ReaderUserSec: c[2], ReaderSysSec: c[3],
@@ -246,37 +257,4 @@ func run() error {
 	fmt.Printf("reader    user %.2fs sys %.2fs = %.0f%% of a CPU, %.2f µs/message\n", c[2], c[3], 100*(c[2]+c[3])/secs, r.ReaderUsPerMsg)
 	fmt.Printf("machine   busy %.2fs (softirq %.2fs) = %.0f%% of a CPU, all processes and kernel threads\n", c[4], c[5], 100*c[4]/secs)
 	return nil
-}
-
-// procCPU returns the user and system CPU seconds of process pid ("self" for
-// this one), at USER_HZ resolution.
-func procCPU(pid string) (user, sys float64) {
-	b, _ := os.ReadFile("/proc/" + pid + "/stat")
-	// The fields after the parenthesised command name start at field 3
-	// (state); utime and stime are fields 14 and 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0, 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return u / clkTck, s / clkTck
-}
-
-// machineCPU returns the non-idle and the softirq CPU seconds of all CPUs
-// since boot, from /proc/stat.
-func machineCPU() (busy, softirq float64) {
-	b, _ := os.ReadFile("/proc/stat")
-	line, _, _ := strings.Cut(string(b), "\n")
-	// cpu user nice system idle iowait irq softirq steal guest guest_nice
-	for i, f := range strings.Fields(line) {
-		v, _ := strconv.ParseFloat(f, 64)
-		switch i {
-		case 1, 2, 3, 6, 8:
-			busy += v
-		case 7:
-			busy, softirq = busy+v, v
-		}
-	}
-	return busy / clkTck, softirq / clkTck
 }

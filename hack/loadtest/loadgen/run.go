@@ -1,4 +1,4 @@
-package loadtest
+package loadgen
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/databridge-io/databridge/hack/loadtest/procstat"
 )
 
 // Config describes one load test.
@@ -42,7 +44,7 @@ type Config struct {
 	MaxLag time.Duration
 	// Server, if set, is the server process whose CPU and memory are
 	// sampled; nil leaves them out of the result.
-	Server *Proc
+	Server *procstat.Proc
 	// Progress receives a line per phase. Nil discards them.
 	Progress io.Writer
 }
@@ -104,15 +106,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func (cfg *Config) defaults() error {
 	switch {
 	case cfg.URL == "":
-		return errors.New("loadtest: no URL")
+		return errors.New("loadgen: no URL")
 	case cfg.Clients < 1:
-		return fmt.Errorf("loadtest: %d clients, want at least 1", cfg.Clients)
+		return fmt.Errorf("loadgen: %d clients, want at least 1", cfg.Clients)
 	case len(cfg.Keys) == 0:
-		return errors.New("loadtest: no API keys")
+		return errors.New("loadgen: no API keys")
 	case !cfg.Idle && len(cfg.Symbols) != cfg.Clients:
-		return fmt.Errorf("loadtest: symbols for %d clients, want %d", len(cfg.Symbols), cfg.Clients)
+		return fmt.Errorf("loadgen: symbols for %d clients, want %d", len(cfg.Symbols), cfg.Clients)
 	case cfg.Duration <= 0:
-		return fmt.Errorf("loadtest: duration %s, want more than 0", cfg.Duration)
+		return fmt.Errorf("loadgen: duration %s, want more than 0", cfg.Duration)
 	}
 	if cfg.Ramp <= 0 {
 		cfg.Ramp = 500
@@ -131,11 +133,11 @@ func (cfg *Config) defaults() error {
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
 	res := newResult(r.cfg)
-	var before ProcSample
+	var before procstat.Sample
 	if r.cfg.Server != nil {
 		var err error
 		if before, err = r.cfg.Server.Sample(); err != nil {
-			return nil, fmt.Errorf("loadtest: reading server process %d: %w", r.cfg.Server.PID, err)
+			return nil, fmt.Errorf("loadgen: reading server process %d: %w", r.cfg.Server.PID, err)
 		}
 	}
 
@@ -169,7 +171,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		sleepCtx(ctx, r.cfg.Warmup)
 	}
 
-	var cpuStart, end ProcSample
+	var cpuStart, end procstat.Sample
 	var machineStart, machineEnd machineSample
 	var windowStart time.Time
 	var serverErr error

@@ -1,4 +1,4 @@
-package loadtest_test
+package loadgen_test
 
 import (
 	"bytes"
@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/databridge-io/databridge/dataplane/loadtest"
-	"github.com/databridge-io/databridge/dataplane/loadtest/fakeplane"
+	"github.com/databridge-io/databridge/hack/loadtest/fakeplane"
+	"github.com/databridge-io/databridge/hack/loadtest/loadgen"
+	"github.com/databridge-io/databridge/hack/loadtest/procstat"
 )
 
 // failedChecks returns the names of the verdicts that failed.
-func failedChecks(res *loadtest.Result) []string {
+func failedChecks(res *loadgen.Result) []string {
 	var out []string
 	for _, v := range res.Verdicts {
 		if !v.Pass {
@@ -32,12 +33,12 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 		key    string
 		idle   bool
 		failed []string
-		check  func(t *testing.T, res *loadtest.Result)
+		check  func(t *testing.T, res *loadgen.Result)
 	}{
 		{
 			name:   "clean run passes",
 			server: fakeplane.Server{Superseded: 2},
-			check: func(t *testing.T, res *loadtest.Result) {
+			check: func(t *testing.T, res *loadgen.Result) {
 				if res.Frames == 0 || res.Ticks != 2*res.Frames || res.Superseded != 2*res.Ticks {
 					t.Errorf("frames %d ticks %d superseded %d, want ticks = 2 x frames and superseded = 2 x ticks", res.Frames, res.Ticks, res.Superseded)
 				}
@@ -64,7 +65,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 			name:   "a lost frame fails frame_seq and accounting",
 			server: fakeplane.Server{SkipFrame: 3},
 			failed: []string{"frame_seq", "accounting"},
-			check: func(t *testing.T, res *loadtest.Result) {
+			check: func(t *testing.T, res *loadgen.Result) {
 				if res.Checks.FrameSeqGaps != clients || res.Checks.FramesMissing != clients || res.Checks.ClientsWithGaps != clients {
 					t.Errorf("checks %+v, want one gap of one frame per client", res.Checks)
 				}
@@ -79,7 +80,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 			name:   "a slow consumer close fails connections and errors",
 			server: fakeplane.Server{SlowConsumerAfter: 10},
 			failed: []string{"connections", "errors"},
-			check: func(t *testing.T, res *loadtest.Result) {
+			check: func(t *testing.T, res *loadgen.Result) {
 				if got := res.Checks.ClosedByServer["close 4008 slow_consumer"]; got != clients {
 					t.Errorf("closed by server %v, want %d with 4008", res.Checks.ClosedByServer, clients)
 				}
@@ -92,7 +93,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 			name:   "a wrong key is refused",
 			key:    "wrong",
 			failed: []string{"connections", "errors", "data"},
-			check: func(t *testing.T, res *loadtest.Result) {
+			check: func(t *testing.T, res *loadgen.Result) {
 				if res.Connected != 0 || res.Checks.ConnectFailures["close 4001 unauthorized"] != clients {
 					t.Errorf("connected %d, failures %v; want every client refused with 4001", res.Connected, res.Checks.ConnectFailures)
 				}
@@ -101,7 +102,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 		{
 			name: "idle clients pass without data",
 			idle: true,
-			check: func(t *testing.T, res *loadtest.Result) {
+			check: func(t *testing.T, res *loadgen.Result) {
 				if res.Connected != clients || res.Ticks != 0 {
 					t.Errorf("connected %d ticks %d, want %d and 0", res.Connected, res.Ticks, clients)
 				}
@@ -117,12 +118,12 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 			if key == "" {
 				key = "good"
 			}
-			syms, err := loadtest.AssignSymbols(loadtest.Majors, clients, 2, 1)
+			syms, err := loadgen.AssignSymbols(loadgen.Majors, clients, 2, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var progress bytes.Buffer
-			res, err := loadtest.Run(context.Background(), loadtest.Config{
+			res, err := loadgen.Run(context.Background(), loadgen.Config{
 				URL:      fakeplane.URL(srv.URL),
 				Keys:     []string{key},
 				Clients:  clients,
@@ -131,7 +132,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 				Ramp:     1000,
 				Warmup:   20 * time.Millisecond,
 				Duration: 150 * time.Millisecond,
-				Server:   &loadtest.Proc{PID: os.Getpid()},
+				Server:   &procstat.Proc{PID: os.Getpid()},
 				Progress: &progress,
 			})
 			if err != nil {
@@ -147,7 +148,7 @@ func TestRunAgainstAScriptedServer(t *testing.T) {
 				tc.check(t, res)
 			}
 			var out bytes.Buffer
-			if err := loadtest.WriteText(&out, res); err != nil {
+			if err := loadgen.WriteText(&out, res); err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range tc.failed {
@@ -167,9 +168,9 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	syms, _ := loadtest.AssignSymbols(loadtest.Majors, 2, 1, 1)
+	syms, _ := loadgen.AssignSymbols(loadgen.Majors, 2, 1, 1)
 	start := time.Now()
-	res, err := loadtest.Run(ctx, loadtest.Config{
+	res, err := loadgen.Run(ctx, loadgen.Config{
 		URL: fakeplane.URL(srv.URL), Keys: []string{"good"}, Clients: 2, Symbols: syms,
 		Warmup: time.Minute, Duration: time.Minute,
 	})

@@ -1,4 +1,4 @@
-package loadtest
+package loadgen
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/databridge-io/databridge/hack/loadtest/procstat"
 )
 
 // Result is what a load test measured and checked. Rates and latency cover
@@ -220,13 +222,13 @@ func (res *Result) collect(clients []*client) {
 
 func ms(us uint64) float64 { return float64(us) / 1000 }
 
-func serverResult(pid int, before, start, end ProcSample, window float64, connected int, err error) *ServerResult {
+func serverResult(pid int, before, start, end procstat.Sample, window float64, connected int, err error) *ServerResult {
 	s := &ServerResult{PID: pid, RSSBeforeBytes: before.RSS}
 	switch {
 	case err != nil:
 		s.Error = err.Error()
 		return s
-	case window <= 0 || end == (ProcSample{}):
+	case window <= 0 || end == (procstat.Sample{}):
 		s.Error = "not measured: the run ended before the measurement window"
 		return s
 	}

@@ -1,4 +1,4 @@
-package loadtest
+package procstat
 
 import (
 	"os"
@@ -8,19 +8,21 @@ import (
 	"time"
 )
 
-func TestProcSample(t *testing.T) {
+func TestSample(t *testing.T) {
 	cases := []struct {
 		name    string
 		stat    string
 		status  string
-		want    ProcSample
+		want    Sample
+		wantCPU CPU
 		wantErr string
 	}{
 		{
-			name:   "command name with spaces and parentheses",
-			stat:   "4242 (data (plane) x) S 1 4242 4242 0 -1 4194560 9000 0 0 0 150 50 0 0 20 0 12 0 100 2000000 300 18446744073709551615\n",
-			status: "Name:\tdatabridge\nVmPeak:\t  999 kB\nVmRSS:\t  123456 kB\nThreads:\t12\n",
-			want:   ProcSample{CPU: 2 * time.Second, RSS: 123456 << 10},
+			name:    "command name with spaces and parentheses",
+			stat:    "4242 (data (plane) x) S 1 4242 4242 0 -1 4194560 9000 0 0 0 150 50 0 0 20 0 12 0 100 2000000 300 18446744073709551615\n",
+			status:  "Name:\tdatabridge\nVmPeak:\t  999 kB\nVmRSS:\t  123456 kB\nThreads:\t12\n",
+			want:    Sample{CPU: 2 * time.Second, RSS: 123456 << 10},
+			wantCPU: CPU{User: 1500 * time.Millisecond, System: 500 * time.Millisecond},
 		},
 		{name: "short stat", stat: "4242 (x) S 1 2\n", status: "VmRSS: 1 kB\n", wantErr: "fields after the command name"},
 		{name: "no VmRSS", stat: "4242 (x) S 1 2 3 4 5 6 7 8 9 10 1 1 0\n", status: "Name: x\n", wantErr: "no VmRSS"},
@@ -48,11 +50,14 @@ func TestProcSample(t *testing.T) {
 			if err != nil || got != tc.want {
 				t.Fatalf("Sample() = %+v, %v; want %+v", got, err, tc.want)
 			}
+			if cpu, err := (Proc{Root: root, PID: 4242}).CPU(); err != nil || cpu != tc.wantCPU {
+				t.Fatalf("CPU() = %+v, %v; want %+v", cpu, err, tc.wantCPU)
+			}
 		})
 	}
 }
 
-func TestProcSampleOfThisProcess(t *testing.T) {
+func TestSampleOfThisProcess(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Fatalf("the load tool reads server CPU and RSS from /proc, which this machine lacks: %v", err)
 	}
@@ -68,14 +73,14 @@ func TestProcSampleOfThisProcess(t *testing.T) {
 	}
 }
 
-func TestMachineBusy(t *testing.T) {
+func TestReadMachine(t *testing.T) {
 	cases := []struct {
 		name, stat string
-		want       time.Duration
+		want       Machine
 		wantErr    string
 	}{
 		// user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-		{name: "totals", stat: "cpu  100 5 50 9000 40 1 20 4 0 0\ncpu0 50 2 25 4500 20 0 10 2 0 0\n", want: 1800 * time.Millisecond},
+		{name: "totals", stat: "cpu  100 5 50 9000 40 1 20 4 0 0\ncpu0 50 2 25 4500 20 0 10 2 0 0\n", want: Machine{Busy: 1800 * time.Millisecond, SoftIRQ: 200 * time.Millisecond}},
 		{name: "per-CPU line first", stat: "cpu0 1 2 3 4 5 6 7 8\n", wantErr: `want the "cpu" totals`},
 		{name: "short", stat: "cpu 1 2 3\n", wantErr: `want the "cpu" totals`},
 		{name: "not a number", stat: "cpu 1 x 3 4 5 6 7 8\n", wantErr: `"x"`},
@@ -86,15 +91,15 @@ func TestMachineBusy(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(root, "stat"), []byte(tc.stat), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := machineBusy(root)
+			got, err := ReadMachine(root)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("machineBusy error %v, want one containing %q", err, tc.wantErr)
+					t.Fatalf("ReadMachine error %v, want one containing %q", err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("machineBusy = %v, %v; want %v", got, err, tc.want)
+				t.Fatalf("ReadMachine = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}

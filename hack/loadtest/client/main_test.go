@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"bytes"
@@ -11,11 +11,11 @@ import (
 	"testing"
 
 	"github.com/databridge-io/databridge/dataplane/catalog"
-	"github.com/databridge-io/databridge/dataplane/loadtest"
-	"github.com/databridge-io/databridge/dataplane/loadtest/fakeplane"
+	"github.com/databridge-io/databridge/hack/loadtest/fakeplane"
+	"github.com/databridge-io/databridge/hack/loadtest/loadgen"
 )
 
-func writeLoadtestKeys(t *testing.T, entries ...loadtestKeyEntry) string {
+func writeKeys(t *testing.T, entries ...keyEntry) string {
 	t.Helper()
 	b, err := json.Marshal(entries)
 	if err != nil {
@@ -28,9 +28,9 @@ func writeLoadtestKeys(t *testing.T, entries ...loadtestKeyEntry) string {
 	return path
 }
 
-func TestLoadtestFlagErrors(t *testing.T) {
-	twoTiers := writeLoadtestKeys(t, loadtestKeyEntry{Tenant: "a", User: "u", Tier: "basic", Key: "k1"}, loadtestKeyEntry{Tenant: "b", User: "u", Tier: "pro", Key: "k2"})
-	noKey := writeLoadtestKeys(t, loadtestKeyEntry{Tenant: "a", User: "u", Tier: "pro"})
+func TestFlagErrors(t *testing.T) {
+	twoTiers := writeKeys(t, keyEntry{Tenant: "a", User: "u", Tier: "basic", Key: "k1"}, keyEntry{Tenant: "b", User: "u", Tier: "pro", Key: "k2"})
+	noKey := writeKeys(t, keyEntry{Tenant: "a", User: "u", Tier: "pro"})
 	notJSON := filepath.Join(t.TempDir(), "keys.json")
 	if err := os.WriteFile(notJSON, []byte("tenant,key\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestLoadtestFlagErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := Run(append([]string{"loadtest"}, tc.args...), &stdout, &stderr); code != 2 {
+			if code := run(tc.args, &stdout, &stderr); code != 2 {
 				t.Fatalf("exit code %d, want 2 (stderr %q)", code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
@@ -77,12 +77,12 @@ func TestLoadtestFlagErrors(t *testing.T) {
 	}
 }
 
-func TestLoadtestKeysFileRoundRobinsOverTheTier(t *testing.T) {
-	path := writeLoadtestKeys(t,
-		loadtestKeyEntry{Tenant: "a", User: "u1", Tier: "pro", Key: "p1"},
-		loadtestKeyEntry{Tenant: "a", User: "u2", Tier: "basic", Key: "b1"},
-		loadtestKeyEntry{Tenant: "b", User: "u1", Tier: "pro", Key: "p2"})
-	fs, o := loadtestFlags(&bytes.Buffer{})
+func TestKeysFileRoundRobinsOverTheTier(t *testing.T) {
+	path := writeKeys(t,
+		keyEntry{Tenant: "a", User: "u1", Tier: "pro", Key: "p1"},
+		keyEntry{Tenant: "a", User: "u2", Tier: "basic", Key: "b1"},
+		keyEntry{Tenant: "b", User: "u1", Tier: "pro", Key: "p2"})
+	fs, o := newFlags(&bytes.Buffer{})
 	if err := fs.Parse([]string{"--keys-file", path, "--tier", "pro", "--clients", "3"}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,18 +95,18 @@ func TestLoadtestKeysFileRoundRobinsOverTheTier(t *testing.T) {
 	}
 }
 
-func TestLoadtestDefaultUniverseIsInTheCatalogue(t *testing.T) {
-	if len(loadtest.Majors) != 28 {
-		t.Fatalf("%d majors, want 28", len(loadtest.Majors))
+func TestDefaultUniverseIsInTheCatalogue(t *testing.T) {
+	if len(loadgen.Majors) != 28 {
+		t.Fatalf("%d majors, want 28", len(loadgen.Majors))
 	}
-	for _, s := range loadtest.Majors {
+	for _, s := range loadgen.Majors {
 		if !catalog.Valid(s) {
 			t.Errorf("major %s is not in the catalogue", s)
 		}
 	}
 }
 
-func TestLoadtestRun(t *testing.T) {
+func TestRunAgainstTheFakePlane(t *testing.T) {
 	cases := []struct {
 		name     string
 		server   fakeplane.Server
@@ -125,7 +125,7 @@ func TestLoadtestRun(t *testing.T) {
 			tc.server.Key = "good"
 			srv := httptest.NewServer(&tc.server)
 			defer srv.Close()
-			args := []string{"loadtest", "--url", fakeplane.URL(srv.URL), "--key", "good", "--clients", "3", "--symbols", "2",
+			args := []string{"--url", fakeplane.URL(srv.URL), "--key", "good", "--clients", "3", "--symbols", "2",
 				"--warmup", "10ms", "--duration", "100ms", "--server-pid", strconv.Itoa(os.Getpid())}
 			if tc.json {
 				args = append(args, "--json")
@@ -135,7 +135,7 @@ func TestLoadtestRun(t *testing.T) {
 				args = append(args, "--json-file", file)
 			}
 			var stdout, stderr bytes.Buffer
-			if code := Run(args, &stdout, &stderr); code != tc.code {
+			if code := run(args, &stdout, &stderr); code != tc.code {
 				t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
 			}
 			if !strings.Contains(stdout.String(), tc.want) {
@@ -149,7 +149,7 @@ func TestLoadtestRun(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				var res loadtest.Result
+				var res loadgen.Result
 				if err := json.Unmarshal(b, &res); err != nil || res.Connected != 3 || res.Server == nil {
 					t.Errorf("JSON result %+v (%v), want 3 connected and server numbers", res, err)
 				}

@@ -1,4 +1,11 @@
-package cli
+// Command client is the load tester of docs/benchmarks.md: it opens many
+// stream clients against a tier and reports throughput, latency, the
+// server's CPU and RSS per connection, and whether every frame and tick
+// arrived in order and accounted for. hack/loadtest/run.sh runs it beside a
+// data plane and a feed; on its own:
+//
+//	go run ./hack/loadtest/client --url ws://127.0.0.1:8082/v1/stream --key KEY --clients 1000
+package main
 
 import (
 	"context"
@@ -16,18 +23,16 @@ import (
 	"time"
 
 	"github.com/databridge-io/databridge/dataplane/catalog"
-	"github.com/databridge-io/databridge/dataplane/loadtest"
+	"github.com/databridge-io/databridge/hack/loadtest/loadgen"
+	"github.com/databridge-io/databridge/hack/loadtest/procstat"
 )
 
-func init() {
-	register("loadtest", command{
-		summary: "open many stream clients and measure throughput, latency and server cost",
-		run:     runLoadtest,
-	})
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// loadtestOptions are the loadtest command's flags.
-type loadtestOptions struct {
+// options are the command's flags.
+type options struct {
 	url            string
 	keysFile       string
 	key            string
@@ -47,20 +52,20 @@ type loadtestOptions struct {
 	maxLag         time.Duration
 }
 
-// loadtestKeyEntry is one entry of a --keys-file.
-type loadtestKeyEntry struct {
+// keyEntry is one entry of a --keys-file.
+type keyEntry struct {
 	Tenant string `json:"tenant"`
 	User   string `json:"user"`
 	Tier   string `json:"tier"`
 	Key    string `json:"key"`
 }
 
-func loadtestFlags(stderr io.Writer) (*flag.FlagSet, *loadtestOptions) {
-	o := &loadtestOptions{}
-	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
+	o := &options{}
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: databridge loadtest [flags]")
+		fmt.Fprintln(stderr, "Usage: go run ./hack/loadtest/client [flags]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Opens --clients connections to a stream endpoint, subscribes each to --symbols symbols, and after")
 		fmt.Fprintln(stderr, "--warmup measures for --duration: delivered ticks/s and frames/s, feed-publish-to-client latency,")
@@ -91,8 +96,9 @@ func loadtestFlags(stderr io.Writer) (*flag.FlagSet, *loadtestOptions) {
 	return fs, o
 }
 
-func runLoadtest(args []string, stdout, stderr io.Writer) int {
-	fs, o := loadtestFlags(stderr)
+// run runs the load test that args describe and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs, o := newFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -100,12 +106,12 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "databridge loadtest: unexpected argument %q; every setting is a flag (see -h)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "loadtest: unexpected argument %q; every setting is a flag (see -h)\n", fs.Arg(0))
 		return 2
 	}
 	cfg, err := o.config()
 	if err != nil {
-		fmt.Fprintf(stderr, "databridge loadtest: %v\n", err)
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return 2
 	}
 	cfg.Progress = stderr
@@ -113,7 +119,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	if o.jsonFile != "" {
 		// Opened now so that a bad path fails in a second, not after the run.
 		if jsonFile, err = os.Create(o.jsonFile); err != nil {
-			fmt.Fprintf(stderr, "databridge loadtest: --json-file: %v\n", err)
+			fmt.Fprintf(stderr, "loadtest: --json-file: %v\n", err)
 			return 2
 		}
 		defer jsonFile.Close()
@@ -121,15 +127,15 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := loadtest.Run(ctx, cfg)
+	res, err := loadgen.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "databridge loadtest: %v\n", err)
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return 1
 	}
 	if o.json {
 		err = writeJSON(stdout, res)
 	} else {
-		err = loadtest.WriteText(stdout, res)
+		err = loadgen.WriteText(stdout, res)
 	}
 	if err == nil && jsonFile != nil {
 		if err = writeJSON(jsonFile, res); err == nil {
@@ -137,7 +143,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "databridge loadtest: writing the result: %v\n", err)
+		fmt.Fprintf(stderr, "loadtest: writing the result: %v\n", err)
 		return 1
 	}
 	if !res.Pass {
@@ -146,15 +152,15 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeJSON(w io.Writer, res *loadtest.Result) error {
+func writeJSON(w io.Writer, res *loadgen.Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
 }
 
 // config checks the flags and turns them into a load test.
-func (o *loadtestOptions) config() (loadtest.Config, error) {
-	cfg := loadtest.Config{
+func (o *options) config() (loadgen.Config, error) {
+	cfg := loadgen.Config{
 		Clients:        o.clients,
 		Idle:           o.idle,
 		Ramp:           o.ramp,
@@ -195,7 +201,7 @@ func (o *loadtestOptions) config() (loadtest.Config, error) {
 		if o.symbols < 1 || o.symbols > len(universe) {
 			return cfg, fmt.Errorf("--symbols %d: pick between 1 and the %d symbols of the universe (or use --idle)", o.symbols, len(universe))
 		}
-		if cfg.Symbols, err = loadtest.AssignSymbols(universe, o.clients, o.symbols, o.seed); err != nil {
+		if cfg.Symbols, err = loadgen.AssignSymbols(universe, o.clients, o.symbols, o.seed); err != nil {
 			return cfg, err
 		}
 	}
@@ -204,7 +210,7 @@ func (o *loadtestOptions) config() (loadtest.Config, error) {
 	case o.serverPID < 0:
 		return cfg, fmt.Errorf("--server-pid %d: a pid is positive", o.serverPID)
 	case o.serverPID > 0:
-		p := &loadtest.Proc{PID: o.serverPID}
+		p := &procstat.Proc{PID: o.serverPID}
 		if _, err := p.Sample(); err != nil {
 			return cfg, fmt.Errorf("--server-pid %d: %v; give the pid of the running data plane on this machine (pgrep -f 'databridge dataplane')", o.serverPID, err)
 		}
@@ -214,7 +220,7 @@ func (o *loadtestOptions) config() (loadtest.Config, error) {
 }
 
 // keys returns the API keys the clients use, from --key or --keys-file.
-func (o *loadtestOptions) keys() ([]string, error) {
+func (o *options) keys() ([]string, error) {
 	switch {
 	case o.key != "" && o.keysFile != "":
 		return nil, errors.New("give --key or --keys-file, not both")
@@ -230,7 +236,7 @@ func (o *loadtestOptions) keys() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--keys-file: %w", err)
 	}
-	var entries []loadtestKeyEntry
+	var entries []keyEntry
 	if err := json.Unmarshal(b, &entries); err != nil {
 		return nil, fmt.Errorf(`--keys-file %s is not a JSON list of {"tenant","user","tier","key"}: %v`, o.keysFile, err)
 	}
@@ -267,7 +273,7 @@ func (o *loadtestOptions) keys() ([]string, error) {
 // parseUniverse reads --universe, or returns the 28 majors when it is empty.
 func parseUniverse(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
-		return slices.Clone(loadtest.Majors), nil
+		return slices.Clone(loadgen.Majors), nil
 	}
 	var out []string
 	for _, sym := range strings.Split(s, ",") {
