@@ -362,7 +362,7 @@ func TestReadFullRecordings(t *testing.T) {
 		feedtest.Dukascopy: 58953,
 	} {
 		t.Run(name, func(t *testing.T) {
-			f, err := os.Open(feedtest.SharedFile(t, name))
+			f, err := os.Open(feedtest.Recording(t, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,7 +412,7 @@ func benchmarkRead(b *testing.B, data []byte) {
 // BenchmarkReaderFXCM reads the whole FXCM day (280,839 rows) per op: gzip
 // included, then from plain text to show the parser's own cost.
 func BenchmarkReaderFXCM(b *testing.B) {
-	gz, err := os.ReadFile(feedtest.SharedFile(b, feedtest.FXCM))
+	gz, err := os.ReadFile(feedtest.Recording(b, feedtest.FXCM))
 	if err != nil {
 		b.Fatal(err)
 	}

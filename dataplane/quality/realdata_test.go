@@ -20,7 +20,7 @@ func recording(tb testing.TB, name string) []market.Tick {
 	if v, ok := recordings.Load(name); ok {
 		return v.([]market.Tick)
 	}
-	ticks, stats, err := feed.ReadFile(feedtest.SharedFile(tb, name))
+	ticks, stats, err := feed.ReadFile(feedtest.Recording(tb, name))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,10 +1,12 @@
 // Package feedtest locates the real recorded FX quotes that tests and
 // benchmarks across the data plane read, and provides a manual Clock.
 //
-// The full recordings live outside the repository, in shared/data/fx beside
-// the clone (see ARCHITECTURE.md, "Test data"); only small slices are copied
-// into testdata. Tests that need a whole day find it by walking up from their
-// package directory, so they work wherever the repository is checked out.
+// The full days of recorded quotes are kept in the repository, in
+// testdata/fx at the module root (see its SOURCES.md for where they come
+// from); the feed package keeps small slices of them in its own testdata.
+// Tests find a recording by walking up from their package directory to the
+// directory holding go.mod, so they work wherever the repository is checked
+// out.
 package feedtest
 
 import (
@@ -16,11 +18,10 @@ import (
 	"time"
 )
 
-// SharedDir is where the recordings sit, relative to some parent directory of
-// the test's working directory.
-const SharedDir = "shared/data/fx"
+// RecordingsDir is where the recordings sit, relative to the module root.
+const RecordingsDir = "testdata/fx"
 
-// The recordings in SharedDir (see its SOURCES.md).
+// The recordings in RecordingsDir (see its SOURCES.md).
 const (
 	// FXCM is FXCM's EURUSD and NZDUSD quotes on 2014-05-08 (ECB decision
 	// day); it has many crossed and locked quotes.
@@ -31,29 +32,44 @@ const (
 	Dukascopy = "dukascopy_ninety47_gbpjpy_20121203.csv.gz"
 )
 
-// SharedFile returns the path of the named recording, looking for
-// shared/data/fx/<name> in the working directory and each of its parents.
-// It fails the test, saying where it looked, if there is none.
-func SharedFile(tb testing.TB, name string) string {
+// Recording returns the path of the named recording in RecordingsDir under
+// the module root, the nearest directory holding go.mod at or above the
+// working directory. It fails the test, saying which file it wanted and
+// where it looked, if there is none.
+func Recording(tb testing.TB, name string) string {
 	tb.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
-		tb.Fatalf("feedtest: working directory: %v", err)
+		tb.Fatalf("feedtest: recording %s: working directory: %v", name, err)
+		return ""
 	}
-	for dir := wd; ; {
-		p := filepath.Join(dir, SharedDir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
+	root, ok := moduleRoot(wd)
+	if !ok {
+		tb.Fatalf("feedtest: recording %s: no go.mod in %s or any parent directory, so no module root to find %s in; "+
+			"run the test from inside the databridge repository", name, wd, RecordingsDir)
+		return ""
+	}
+	p := filepath.Join(root, RecordingsDir, name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("feedtest: recording %s: want it at %s: %v; the recorded days are kept in %s at the module root "+
+			"(see %s/SOURCES.md for the files there)", name, p, err, RecordingsDir, RecordingsDir)
+		return ""
+	}
+	return p
+}
+
+// moduleRoot returns the nearest directory at or above dir that holds go.mod.
+func moduleRoot(dir string) (string, bool) {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, true
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			break
+			return "", false
 		}
 		dir = parent
 	}
-	tb.Fatalf("feedtest: recorded quotes %s not found: looked for %s/%s in %s and each parent directory; "+
-		"check out the shared data beside the repository (ARCHITECTURE.md, Test data)", name, SharedDir, name, wd)
-	return ""
 }
 
 // Clock is a manual clock: Sleep advances Now at once and records the
