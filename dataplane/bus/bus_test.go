@@ -90,17 +90,18 @@ func counterClock(start int64) func() int64 {
 const clockStart = int64(4_000_000_000_000_000_000)
 
 // trickyTicks are ticks whose fields are hard to carry exactly: floats
-// with no short decimal form, extremes, negative zero, times to the
-// nanosecond and before 1970.
+// with no short decimal form, extremes (of a price: market.MaxPrice is the
+// largest the consumer takes), negative zero, times to the nanosecond and
+// before 1970.
 func trickyTicks() []market.Tick {
 	base := time.Date(2030, 1, 7, 10, 0, 0, 123456789, time.UTC)
 	return []market.Tick{
 		{Symbol: "EURUSD", Bid: 1.09070, Ask: 1.09072, Time: base, Published: base.UnixNano() + 1},
 		{Symbol: "USDJPY", Bid: 0.1, Ask: 1.0 / 3, Time: base.Add(1), Published: 1},
 		{Symbol: "GBPUSD", Bid: math.Nextafter(1.1, 2), Ask: math.Nextafter(1.1, 0), Time: time.Unix(0, 1).UTC(), Published: math.MaxInt64},
-		{Symbol: "AUDUSD", Bid: math.SmallestNonzeroFloat64, Ask: math.MaxFloat64, Time: time.Unix(-1, 999_999_999).UTC(), Published: 7},
+		{Symbol: "AUDUSD", Bid: math.SmallestNonzeroFloat64, Ask: market.MaxPrice, Time: time.Unix(-1, 999_999_999).UTC(), Published: 7},
 		{Symbol: "EURGBP", Bid: math.Copysign(0, -1), Ask: -2.5, Time: base.Add(time.Hour), Published: 9},
-		{Symbol: "USDTRY", Bid: 32.123456789012345, Ask: 1e21, Time: base.In(time.FixedZone("UTC+3", 3*3600)), Published: 10},
+		{Symbol: "USDTRY", Bid: 32.123456789012345, Ask: math.Nextafter(market.MaxPrice, 0), Time: base.In(time.FixedZone("UTC+3", 3*3600)), Published: 10},
 	}
 }
 

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -30,8 +29,9 @@ type Reason uint8
 const (
 	// MissingField: one of the fields s, b, a or t is absent.
 	MissingField Reason = iota
-	// BadNumber: b, a, t or p is not a number of its kind (b and a must be
-	// finite decimals, t and p integers).
+	// BadNumber: b, a, t or p is not a number of its kind: b and a must be
+	// decimal numbers no larger in magnitude than market.MaxPrice (see
+	// market.ParsePrice), t and p integers.
 	BadNumber
 	// BadSymbol: s is not a catalogue symbol.
 	BadSymbol
@@ -71,10 +71,10 @@ func decode(values map[string]any) (market.Tick, Reason, bool) {
 	}
 	var t market.Tick
 	var ok bool
-	if t.Bid, ok = parsePrice(bid); !ok {
+	if t.Bid, ok = market.ParsePrice(bid); !ok {
 		return market.Tick{}, BadNumber, false
 	}
-	if t.Ask, ok = parsePrice(ask); !ok {
+	if t.Ask, ok = market.ParsePrice(ask); !ok {
 		return market.Tick{}, BadNumber, false
 	}
 	ns, err := strconv.ParseInt(ts, 10, 64)
@@ -96,14 +96,4 @@ func decode(values map[string]any) (market.Tick, Reason, bool) {
 	t.Symbol = sym
 	t.Time = time.Unix(0, ns).UTC()
 	return t, 0, true
-}
-
-// parsePrice accepts any finite number strconv reads; NaN and infinities
-// are not prices, and would poison every rolling estimate downstream.
-func parsePrice(s string) (float64, bool) {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, false
-	}
-	return v, true
 }

@@ -1,8 +1,12 @@
 package bus
 
 import (
+	"math"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/databridge-io/databridge/dataplane/market"
 )
 
 // entry builds the fields of a stream entry: a good tick, changed by opts.
@@ -72,6 +76,50 @@ func TestDecode(t *testing.T) {
 				t.Errorf("time %v, want %v in UTC", tick.Time, want)
 			}
 		})
+	}
+}
+
+// TestDecodeRefusesHexUnderscoresAndAbsurdPrices: strconv reads every one
+// of these prices as a finite number; none is a quote, so the entry is
+// counted as a bad number and dropped, like any other malformed entry.
+func TestDecodeRefusesHexUnderscoresAndAbsurdPrices(t *testing.T) {
+	tests := []struct {
+		name     string
+		bid, ask string
+	}{
+		{"hex bid", "0x1p0", "1.39072"},
+		{"hex ask", "1.39070", "0x1.6404ea4a8c155p0"},
+		{"underscore bid", "1_000", "1.39072"},
+		{"underscore ask", "1.39070", "1.390_72"},
+		{"bid and ask 1e308", "1e308", "1e308"},
+		{"float64 max written plainly", "1.39070", strconv.FormatFloat(math.MaxFloat64, 'f', -1, 64)},
+		{"above MaxPrice", strconv.FormatFloat(market.MaxPrice*1.0000001, 'f', -1, 64), "1.39072"},
+		{"below -MaxPrice", "-1e7", "1.39072"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tick, reason, ok := decode(entry(with(FieldBid, tc.bid), with(FieldAsk, tc.ask)))
+			if ok || reason != BadNumber {
+				t.Fatalf("decode(bid %q, ask %q) = %+v, %v, %v; want dropped as %v", tc.bid, tc.ask, tick, reason, ok, BadNumber)
+			}
+		})
+	}
+}
+
+// TestDecodeKeepsNonPositiveAndBoundaryPrices: a zero or negative price is
+// bad data, not a malformed entry; the Basic quality level drops it and
+// counts it as non_positive, so decode must pass it on.
+func TestDecodeKeepsNonPositiveAndBoundaryPrices(t *testing.T) {
+	for _, price := range []float64{0, -1.5, math.Copysign(0, -1), market.MaxPrice, -market.MaxPrice, math.SmallestNonzeroFloat64} {
+		s := strconv.FormatFloat(price, 'f', -1, 64) // as go-redis writes a float64
+		tick, reason, ok := decode(entry(with(FieldBid, s)))
+		if !ok {
+			t.Errorf("decode(bid %q) dropped it as %v", s, reason)
+			continue
+		}
+		if math.Float64bits(tick.Bid) != math.Float64bits(price) {
+			t.Errorf("decode(bid %q).Bid = %v, want %v", s, tick.Bid, price)
+		}
 	}
 }
 

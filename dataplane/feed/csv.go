@@ -29,7 +29,8 @@ const (
 	BadTimestamp
 	// BadSymbol: symbol is not six uppercase letters.
 	BadSymbol
-	// BadPrice: bid or ask is not a finite decimal number.
+	// BadPrice: bid or ask is not a decimal number (see market.ParsePrice),
+	// or is larger in magnitude than market.MaxPrice, which no quote is.
 	BadPrice
 	// OutOfOrder: ts is earlier than the previous good row's; replay paces by
 	// the gaps between rows, so a row from the past cannot be placed.
@@ -264,11 +265,11 @@ func (r *Reader) parse(line []byte) (market.Tick, Reason, bool) {
 	if !wellFormedSymbol(fields[1]) {
 		return market.Tick{}, BadSymbol, false
 	}
-	bid, ok := parsePrice(fields[2])
+	bid, ok := market.ParsePrice(fields[2])
 	if !ok {
 		return market.Tick{}, BadPrice, false
 	}
-	ask, ok := parsePrice(fields[3])
+	ask, ok := market.ParsePrice(fields[3])
 	if !ok {
 		return market.Tick{}, BadPrice, false
 	}

@@ -255,6 +255,34 @@ func TestRows(t *testing.T) {
 	}
 }
 
+// TestReaderSkipsAbsurdPricesAsBadPrice: a finite but absurd quote such as
+// bid=ask=1e308 is not a price at all, so it is counted and skipped like any
+// other malformed row; zero and negative prices still pass, for the quality
+// filter to drop as non_positive.
+func TestReaderSkipsAbsurdPricesAsBadPrice(t *testing.T) {
+	const in = Header + "\n" +
+		"2014-05-08T11:45:00.000Z,EURUSD,1e308,1e308\n" +
+		"2014-05-08T11:45:00.001Z,EURUSD,1.39334,1000000.5\n" +
+		"2014-05-08T11:45:00.002Z,EURUSD,-2e6,1.39337\n" +
+		"2014-05-08T11:45:00.003Z,EURUSD,1_000,1.39337\n" +
+		"2014-05-08T11:45:00.004Z,EURUSD,0x1p0,1.39337\n" +
+		"2014-05-08T11:45:00.005Z,USDVND,25450.5,25460.5\n" +
+		"2014-05-08T11:45:00.006Z,EURUSD,0,-1.39337\n" +
+		"2014-05-08T11:45:00.007Z,EURUSD,1e6,1e6\n"
+	ticks, stats := readString(t, in)
+	want := []market.Tick{
+		tick(t, "2014-05-08T11:45:00.005Z", "USDVND", 25450.5, 25460.5),
+		tick(t, "2014-05-08T11:45:00.006Z", "EURUSD", 0, -1.39337),
+		tick(t, "2014-05-08T11:45:00.007Z", "EURUSD", market.MaxPrice, market.MaxPrice),
+	}
+	if !reflect.DeepEqual(ticks, want) {
+		t.Errorf("ticks:\n got %+v\nwant %+v", ticks, want)
+	}
+	if wantStats := (Stats{Rows: 8, Ticks: 3, Skipped: map[Reason]int64{BadPrice: 5}}); !reflect.DeepEqual(stats, wantStats) {
+		t.Errorf("stats = %v, want %v", stats, wantStats)
+	}
+}
+
 func TestHeader(t *testing.T) {
 	const row = "2014-05-08T11:45:00.041Z,NZDUSD,0.86528,0.86534\n"
 	tests := []struct {

@@ -1,9 +1,6 @@
 package feed
 
-import (
-	"math"
-	"strconv"
-)
+import "math"
 
 // parseTime parses an RFC 3339 timestamp, YYYY-MM-DDTHH:MM:SS[.fraction]
 // then Z or ±HH:MM, into Unix seconds and nanoseconds. It exists because
@@ -107,78 +104,4 @@ func daysFromCivil(y, m, d int) int64 {
 	doy := (153*mp+2)/5 + d - 1
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return int64(era)*146097 + int64(doe) - 719468
-}
-
-// pow10 holds the powers of ten that are exact in a float64.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
-
-// parsePrice parses a decimal number, [+-]digits[.digits][e[+-]digits], and
-// refuses anything else strconv would take (hex, underscores, Inf, NaN): a
-// price column holding those is a broken file, not a price.
-//
-// Prices as written by quote vendors have at most a dozen significant digits
-// and no exponent. Those are computed exactly as mantissa / 10^k: both are
-// exact float64 values, and IEEE division rounds correctly, so the result is
-// the same float strconv.ParseFloat returns, without its string conversion.
-func parsePrice(b []byte) (float64, bool) {
-	i := 0
-	neg := false
-	if i < len(b) && (b[i] == '+' || b[i] == '-') {
-		neg = b[i] == '-'
-		i++
-	}
-	var mant uint64
-	sig, frac, intDigits, fracDigits := 0, 0, 0, 0
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		intDigits++
-		if mant != 0 || b[i] != '0' {
-			sig++
-		}
-		mant = mant*10 + uint64(b[i]-'0')
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-			fracDigits++
-			if mant != 0 || b[i] != '0' {
-				sig++
-			}
-			mant = mant*10 + uint64(b[i]-'0')
-			frac++
-		}
-	}
-	if intDigits+fracDigits == 0 {
-		return 0, false
-	}
-	if i == len(b) && sig <= 15 && frac < len(pow10) {
-		v := float64(mant) / pow10[frac]
-		if neg {
-			v = -v
-		}
-		return v, true
-	}
-	// Long mantissas and exponents: check the rest of the grammar, then let
-	// strconv do the hard rounding.
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return 0, false
-		}
-	}
-	if i != len(b) {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, false
-	}
-	return v, true
 }

@@ -1,8 +1,6 @@
 package feed
 
 import (
-	"math"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -91,67 +89,11 @@ func FuzzParseTime(f *testing.F) {
 	})
 }
 
-func TestParsePrice(t *testing.T) {
-	valid := []string{
-		"1.39337", "0.86485", "132.141", "0", "0.0", "-1.39070", "+1.5", "1", "00001.10000",
-		"1.3907e0", "1E-3", "123456789012345678901234567890", "0.1234567890123456789",
-		"1.", "999999999999999", "4.9e-324",
-	}
-	for _, s := range valid {
-		want, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			t.Fatalf("ParseFloat(%q): %v", s, err)
-		}
-		got, ok := parsePrice([]byte(s))
-		if !ok || got != want {
-			t.Errorf("parsePrice(%q) = %v, %v; want %v", s, got, ok, want)
-		}
-	}
-	invalid := []string{"", "-", "+", ".", "abc", "NaN", "Inf", "-Inf", "infinity", "0x1p0", "1_000",
-		"1.2.3", "1,5", " 1", "1 ", "1e", "1e+", "e5", "1e999", "--1"}
-	for _, s := range invalid {
-		if got, ok := parsePrice([]byte(s)); ok {
-			t.Errorf("parsePrice(%q) = %v, want refused", s, got)
-		}
-	}
-}
-
-// FuzzParsePrice holds parsePrice to strconv.ParseFloat: whatever it accepts
-// is the same float, and finite.
-func FuzzParsePrice(f *testing.F) {
-	for _, s := range []string{"1.39337", "-0.5", "1e3", "123456789.123456789"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, ok := parsePrice([]byte(s))
-		if !ok {
-			return
-		}
-		want, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			t.Fatalf("parsePrice accepted %q, ParseFloat refused it: %v", s, err)
-		}
-		if got != want || math.IsInf(got, 0) || math.IsNaN(got) {
-			t.Fatalf("parsePrice(%q) = %v, ParseFloat = %v", s, got, want)
-		}
-	})
-}
-
 func BenchmarkParseTime(b *testing.B) {
 	b.ReportAllocs()
 	in := []byte("2014-05-08T11:45:00.041Z")
 	for b.Loop() {
 		if _, _, ok := parseTime(in); !ok {
-			b.Fatal("refused")
-		}
-	}
-}
-
-func BenchmarkParsePrice(b *testing.B) {
-	b.ReportAllocs()
-	in := []byte("1.39337")
-	for b.Loop() {
-		if _, ok := parsePrice(in); !ok {
 			b.Fatal("refused")
 		}
 	}
