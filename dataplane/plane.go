@@ -41,6 +41,7 @@ type Options struct {
 // Metrics are the data plane's metrics, shared by the planes of a process.
 type Metrics struct {
 	Stream     *stream.Metrics
+	Server     *server.Metrics
 	quality    *prometheus.CounterVec
 	overflow   *prometheus.CounterVec
 	unknownSym *prometheus.CounterVec
@@ -50,6 +51,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Stream: stream.NewMetrics(reg),
+		Server: server.NewMetrics(reg),
 		quality: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "databridge_ticks_dropped_total",
 			Help: "Ticks the tier's quality checks dropped, by reason (non_positive, crossed, jump, market_closed).",
@@ -108,6 +110,9 @@ func New(opts Options) (*Plane, error) {
 	})
 	sc := opts.Server
 	sc.Registry, sc.Hub = opts.Registry, hub
+	if sc.Metrics == nil {
+		sc.Metrics = opts.Metrics.Server
+	}
 	if sc.Gatherer == nil {
 		sc.Gatherer = opts.Gatherer
 	}
@@ -139,8 +144,14 @@ func (p *Plane) Tier() string { return p.tier }
 // Hub returns the plane's hub.
 func (p *Plane) Hub() *stream.Hub { return p.hub }
 
-// Handler returns the plane's HTTP routes.
+// Handler returns the plane's public routes: the stream and REST.
 func (p *Plane) Handler() http.Handler { return p.srv.Handler() }
+
+// InternalHandler returns /healthz, /readyz and /metrics.
+func (p *Plane) InternalHandler() http.Handler { return p.srv.InternalHandler() }
+
+// CombinedHandler returns the public and internal routes on one handler.
+func (p *Plane) CombinedHandler() http.Handler { return p.srv.CombinedHandler() }
 
 // Server returns the plane's server.
 func (p *Plane) Server() *server.Server { return p.srv }

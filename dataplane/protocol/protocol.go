@@ -66,6 +66,8 @@ const (
 	CloseTierChanged     = 4010
 	CloseConnectionLimit = 4029
 	CloseGoingAway       = 1001
+	// CloseMessageTooLarge follows a fatal message_too_large (RFC 6455's 1009).
+	CloseMessageTooLarge = 1009
 )
 
 // Request is any message a client sends; which fields matter depends on Type.

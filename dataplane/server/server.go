@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,17 +43,24 @@ type Config struct {
 	// Now is the clock for usage days. Nil means time.Now.
 	Now func() time.Time
 
+	// Metrics counts failed authentications. Nil means a private set.
+	Metrics *Metrics
+
 	// AuthTimeout is how long a connection without an Authorization header
 	// has to send its auth message. Zero means 10s.
 	AuthTimeout time.Duration
+	// MaxAuthMessageBytes bounds the first message of a connection without
+	// an Authorization header: an auth message is tiny, so a stranger's
+	// connection never costs more than this. Zero means 4 KiB.
+	MaxAuthMessageBytes int
 	// PongWait is how long the reader waits for any message or pong before it
 	// drops the connection; pings go out every PongWait/2. Zero means 60s.
 	PongWait time.Duration
 	// MaxMessageBytes is the largest client message that is read; larger ones
 	// are discarded with message_too_large. Zero means 256 KiB.
 	MaxMessageBytes int
-	// HardReadLimit closes a connection whose message exceeds it (1009).
-	// Zero means 4 MiB.
+	// HardReadLimit closes a session whose message exceeds it (1009, after a
+	// message_too_large error). Zero means 4 MiB.
 	HardReadLimit int64
 	// MaxSymbolsPerMessage bounds one subscribe or unsubscribe. Zero means 256.
 	MaxSymbolsPerMessage int
@@ -60,17 +70,20 @@ type Config struct {
 	WriteTimeout time.Duration
 }
 
-// Server serves one tier: /v1/stream, /v1/symbols, /healthz, /readyz, /metrics.
+// Server serves one tier: /v1/stream and /v1/symbols (Handler), and
+// /healthz, /readyz and /metrics (InternalHandler).
 type Server struct {
-	cfg      Config
-	hub      *stream.Hub
-	reg      atomic.Pointer[tierconfig.Registry]
-	limits   *connLimits
-	meter    *meter
-	log      *slog.Logger
-	upgrader websocket.Upgrader
-	ready    atomic.Bool
-	draining atomic.Bool
+	cfg       Config
+	hub       *stream.Hub
+	reg       atomic.Pointer[tierconfig.Registry]
+	limits    *connLimits
+	meter     *meter
+	log       *slog.Logger
+	authLog   *rateLog
+	authFails *prometheus.CounterVec
+	upgrader  websocket.Upgrader
+	readiness atomic.Pointer[func() error]
+	draining  atomic.Bool
 
 	mu       sync.Mutex
 	sessions map[*stream.Session]*conn
@@ -78,8 +91,12 @@ type Server struct {
 
 // conn is what the server keeps of one authenticated connection.
 type conn struct {
-	principal tierconfig.Principal
+	principal tierconfig.Principal // under Server.mu
 	sess      *stream.Session
+	// release gives back the connection's slot under the user's and
+	// tenant's limits, once: when the session ends, or at once when a
+	// reload revokes its key, so that the new key can connect.
+	release func()
 }
 
 // New returns a server for the registry's tier.
@@ -96,8 +113,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 10 * time.Second
+	}
+	if cfg.MaxAuthMessageBytes <= 0 {
+		cfg.MaxAuthMessageBytes = 4 << 10
 	}
 	if cfg.PongWait <= 0 {
 		cfg.PongWait = 60 * time.Second
@@ -118,12 +141,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.WriteTimeout = 10 * time.Second
 	}
 	s := &Server{
-		cfg:      cfg,
-		hub:      cfg.Hub,
-		limits:   newConnLimits(),
-		meter:    newMeter(cfg.Now),
-		log:      cfg.Logger.With("tier", cfg.Hub.Tier()),
-		sessions: map[*stream.Session]*conn{},
+		cfg:       cfg,
+		hub:       cfg.Hub,
+		limits:    newConnLimits(),
+		meter:     newMeter(cfg.Now),
+		log:       cfg.Logger.With("tier", cfg.Hub.Tier()),
+		authFails: cfg.Metrics.authFailures,
+		sessions:  map[*stream.Session]*conn{},
 		upgrader: websocket.Upgrader{
 			// Small buffers keep idle connections cheap; writes borrow a
 			// pooled buffer only while they write.
@@ -135,16 +159,30 @@ func New(cfg Config) (*Server, error) {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
+	s.authLog = newRateLog(s.log, authLogEvery)
 	s.reg.Store(cfg.Registry)
-	s.ready.Store(true)
 	return s, nil
 }
 
 // Registry returns the registry in effect.
 func (s *Server) Registry() *tierconfig.Registry { return s.reg.Load() }
 
-// SetReady sets what /readyz answers (false while the feed is down, say).
-func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+// SetReadiness sets what /readyz asks before it answers ok: check returns
+// nil while the data plane can serve, or why it cannot (the tick stream is
+// unreachable, say), which /readyz puts in its 503's body. Without one the
+// server is ready until it drains.
+func (s *Server) SetReadiness(check func() error) { s.readiness.Store(&check) }
+
+// notReady returns why the server should not be sent clients, or nil.
+func (s *Server) notReady() error {
+	if s.draining.Load() {
+		return errors.New("draining: this data plane is shutting down")
+	}
+	if check := s.readiness.Load(); check != nil {
+		return (*check)()
+	}
+	return nil
+}
 
 // DrainTimeout bounds how long a stopping process waits for its sessions to
 // take their "going away" close (Drain).
@@ -156,7 +194,6 @@ const DrainTimeout = 5 * time.Second
 // clients reconnect at once, to another replica. It returns when every
 // session has ended or ctx is done.
 func (s *Server) Drain(ctx context.Context) {
-	s.ready.Store(false)
 	s.draining.Store(true)
 	s.mu.Lock()
 	sessions := make([]*stream.Session, 0, len(s.sessions))
@@ -176,33 +213,60 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 }
 
-// Handler returns the server's HTTP routes.
+// Handler returns the tier's public routes, what its Service exposes:
+// /v1/stream and the REST API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.public(mux)
+	return mux
+}
+
+// InternalHandler returns the routes for the kubelet and Prometheus:
+// /healthz, /readyz and /metrics, served on a port of their own in a
+// cluster so that clients never reach them.
+func (s *Server) InternalHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.internal(mux)
+	return mux
+}
+
+// CombinedHandler serves the public and the internal routes on one port, as
+// standalone mode does.
+func (s *Server) CombinedHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.public(mux)
+	s.internal(mux)
+	return mux
+}
+
+func (s *Server) public(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/stream", s.serveStream)
 	mux.HandleFunc("GET /v1/symbols", s.serveSymbols)
+}
+
+func (s *Server) internal(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		if !s.ready.Load() {
+		if err := s.notReady(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "not ready\n")
+			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	return mux
 }
 
 // Reload swaps in a new registry (a tenant added, a key rotated, a tenant
-// suspended or moved) without dropping any connection that is still allowed:
-// sessions of suspended, moved or deleted tenants are closed with the
-// matching code; a rotated key keeps its open sessions, and only new
-// connections need the new key.
+// suspended or moved) without dropping any connection that is still allowed.
+// Sessions whose key no longer opens one are closed at once with the
+// matching code, and their connection slots freed: a rotated or removed
+// key's sessions get unauthorized, a suspended tenant's suspended, a moved
+// tenant's tier_changed. Every other session stays.
 func (s *Server) Reload(reg *tierconfig.Registry) {
 	s.reg.Store(reg)
 	s.mu.Lock()
@@ -229,14 +293,21 @@ func (s *Server) Reload(reg *tierconfig.Registry) {
 			s.closeSession(c.sess, protocol.CloseTierChanged, protocol.Error{Code: protocol.CodeTierChanged, Endpoint: mv.Endpoint,
 				Message: fmt.Sprintf("tenant %s moved to the %s tier; reconnect to %s", c.principal.TenantID, mv.Tier, where)})
 		default:
-			if t, ok := reg.Tenant(c.principal.TenantID); ok {
-				if t.Suspended {
-					s.closeSession(c.sess, protocol.CloseSuspended, suspended(c.principal.TenantID))
-				}
-				continue // a rotated key: the session stays
+			t, ok := reg.Tenant(c.principal.TenantID)
+			switch {
+			case !ok:
+				s.closeSession(c.sess, protocol.CloseUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized,
+					Message: fmt.Sprintf("tenant %s is no longer on this tier", c.principal.TenantID)})
+			case t.Suspended:
+				s.closeSession(c.sess, protocol.CloseSuspended, suspended(c.principal.TenantID))
+			default:
+				s.closeSession(c.sess, protocol.CloseUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized,
+					Message: fmt.Sprintf("the API key of user %s of tenant %s was rotated or revoked; reconnect with the current key",
+						c.principal.User, c.principal.TenantID)})
 			}
-			s.closeSession(c.sess, protocol.CloseUnauthorized, protocol.Error{Code: protocol.CodeUnauthorized,
-				Message: fmt.Sprintf("tenant %s is no longer on this tier", c.principal.TenantID)})
+		}
+		if err != nil {
+			c.release() // the session is closing: its slot is free for the new key now
 		}
 	}
 }
@@ -253,8 +324,10 @@ func (s *Server) closeSession(sess *stream.Session, code int, e protocol.Error) 
 	}
 }
 
-// serveStream runs one WebSocket connection. This goroutine reads; the
-// session's writer goroutine writes.
+// serveStream runs one WebSocket connection. A connection with an
+// Authorization header becomes a session at once; one without waits for its
+// auth message on a goroutine of its own. Either way the session then reads
+// on that goroutine, and its writer writes.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		w.Header().Set("Retry-After", "1")
@@ -266,31 +339,71 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered with an HTTP error
 	}
-	ws.SetReadLimit(s.cfg.HardReadLimit)
-
-	if !hasHeader {
-		key, err = s.readAuth(ws)
-		if err != nil {
-			s.refuse(ws, protocol.CloseUnauthorized, protocol.CodeUnauthorized, err.Error())
-			return
+	remote := r.RemoteAddr
+	// The session reads on a goroutine of its own so that this handler
+	// returns: net/http then lets go of the request and the connection's
+	// 8 KiB of buffers, and the stack this handler grew (the upgrade, the
+	// welcome's JSON) goes with it; an idle reader needs only a small one.
+	if hasHeader {
+		if c := s.startSession(ws, key, remote); c != nil {
+			go s.runSession(ws, c)
 		}
+		return
 	}
+	go func() {
+		key, err := s.readAuth(ws, remote)
+		if err != nil {
+			return // readAuth refused the connection
+		}
+		if c := s.startSession(ws, key, remote); c != nil {
+			s.runSession(ws, c)
+		}
+	}()
+}
+
+// Why an authentication failed, as the databridge_auth_failures_total
+// metric's reason label says it.
+const (
+	authUnknownKey = "unknown_key"
+	authSuspended  = "suspended"
+	authNoMessage  = "no_auth_message"
+	authMalformed  = "malformed_auth_message"
+	authTooLarge   = "auth_message_too_large"
+	authEvicted    = "evicted"
+	authLimit      = "connection_limit"
+)
+
+// authFailed counts and (rate-limited) logs a refused authentication; the
+// key presented is never logged.
+func (s *Server) authFailed(reason, remote string) {
+	s.authFails.WithLabelValues(s.hub.Tier(), reason).Inc()
+	s.authLog.log("authentication failed", "reason", reason, "remote", remote)
+}
+
+// startSession authenticates key and, if the tier admits it, makes the
+// connection a session: it returns nil after refusing it otherwise.
+func (s *Server) startSession(ws *websocket.Conn, key, remote string) *conn {
 	reg := s.reg.Load()
 	p, err := reg.Authenticate(key)
 	switch {
 	case errors.Is(err, tierconfig.ErrSuspended):
+		s.authFailed(authSuspended, remote)
 		s.refuse(ws, protocol.CloseSuspended, protocol.CodeSuspended, suspended(p.TenantID).Message)
-		return
+		return nil
 	case err != nil:
+		s.authFailed(authUnknownKey, remote)
 		s.refuse(ws, protocol.CloseUnauthorized, protocol.CodeUnauthorized, err.Error())
-		return
+		return nil
 	}
 	tier := reg.Tier()
 	if err := s.limits.acquire(p.TenantID, p.User, tier.MaxConnectionsPerUser(p.Tenant), tier.MaxConnectionsPerTenant(p.Tenant)); err != nil {
+		s.authFailed(authLimit, remote)
 		s.refuse(ws, protocol.CloseConnectionLimit, protocol.CodeConnectionLimit, err.Error())
-		return
+		return nil
 	}
-	c := &conn{principal: p}
+	authenticated(ws.NetConn())
+	var once sync.Once
+	c := &conn{principal: p, release: func() { once.Do(func() { s.limits.release(p.TenantID, p.User) }) }}
 	c.sess = stream.NewSession(s.hub, stream.SessionConfig{
 		ID:               newSessionID(),
 		WriteTimeout:     s.cfg.WriteTimeout,
@@ -312,16 +425,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	ws.SetPingHandler(func(data string) error { c.sess.Pong([]byte(data)); return nil })
 	ws.SetCloseHandler(func(code int, _ string) error { c.sess.Close(code, nil); return nil })
 	c.sess.Start(ws.NetConn())
-	// The session reads on a goroutine of its own so that this handler
-	// returns: net/http then lets go of the request and the connection's
-	// 8 KiB of buffers, and the stack this handler grew (the upgrade, the
-	// welcome's JSON) goes with it; an idle reader needs only a small one.
-	go s.runSession(ws, c, p.TenantID, p.User)
+	return c
 }
 
 // runSession reads the client's messages on this goroutine until it goes
 // away, then ends the session; the session's writer writes.
-func (s *Server) runSession(ws *websocket.Conn, c *conn, tenant, user string) {
+func (s *Server) runSession(ws *websocket.Conn, c *conn) {
 	defer func() {
 		s.hub.Detach(c.sess)
 		s.mu.Lock()
@@ -329,34 +438,85 @@ func (s *Server) runSession(ws *websocket.Conn, c *conn, tenant, user string) {
 		s.mu.Unlock()
 		c.sess.Finish(time.Second)
 		_ = ws.Close()
-		s.limits.release(tenant, user)
+		c.release()
 	}()
 	s.readLoop(ws, c)
 }
 
 // readAuth reads the first message of a connection without an Authorization
-// header, which must be auth.
-func (s *Server) readAuth(ws *websocket.Conn) (string, error) {
+// header, which must be auth. It reads at most MaxAuthMessageBytes of it, so
+// that a stranger's connection costs no more than that; on failure it has
+// refused the connection.
+func (s *Server) readAuth(ws *websocket.Conn, remote string) (string, error) {
+	var evicted atomic.Bool
+	netConn := ws.NetConn()
+	onEvict(netConn, func() {
+		evicted.Store(true)
+		_ = netConn.SetReadDeadline(time.Now()) // wakes the read below
+	})
+	fail := func(reason string, closeCode int, code protocol.Code, msg string) (string, error) {
+		s.authFailed(reason, remote)
+		s.refuse(ws, closeCode, code, msg)
+		return "", errors.New(msg)
+	}
 	_ = ws.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
-	_, data, err := ws.ReadMessage()
+	typ, r, err := ws.NextReader()
+	if evicted.Load() {
+		return fail(authEvicted, protocol.CloseUnauthorized, protocol.CodeUnauthorized,
+			"closed without an auth message while too many connections were waiting to authenticate; "+
+				"send the key at once after connecting, or in an Authorization: Bearer header")
+	}
 	if err != nil {
-		return "", fmt.Errorf("no auth message within %s: send {\"type\":\"auth\",\"api_key\":\"...\"} first, or an Authorization: Bearer header", s.cfg.AuthTimeout)
+		return fail(authNoMessage, protocol.CloseUnauthorized, protocol.CodeUnauthorized, fmt.Sprintf(
+			"no auth message within %s: send {\"type\":\"auth\",\"api_key\":\"...\"} first, or an Authorization: Bearer header", s.cfg.AuthTimeout))
+	}
+	limit := s.cfg.MaxAuthMessageBytes
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return fail(authNoMessage, protocol.CloseUnauthorized, protocol.CodeUnauthorized, "the connection broke before its auth message was read")
+	}
+	if len(data) > limit {
+		return fail(authTooLarge, protocol.CloseMessageTooLarge, protocol.CodeMessageTooLarge, fmt.Sprintf(
+			"the first message exceeds the %d bytes an auth message may have; send {\"type\":\"auth\",\"api_key\":\"...\"}", limit))
 	}
 	var req protocol.Request
-	if json.Unmarshal(data, &req) != nil || req.Type != protocol.TypeAuth || req.APIKey == "" {
-		return "", errors.New("the first message must be {\"type\":\"auth\",\"api_key\":\"...\"} when no Authorization: Bearer header is sent")
+	if typ != websocket.TextMessage || json.Unmarshal(data, &req) != nil || req.Type != protocol.TypeAuth || req.APIKey == "" {
+		return fail(authMalformed, protocol.CloseUnauthorized, protocol.CodeUnauthorized,
+			"the first message must be {\"type\":\"auth\",\"api_key\":\"...\"} when no Authorization: Bearer header is sent")
 	}
 	return req.APIKey, nil
 }
 
 // refuse ends a connection that never became a session: an error message,
-// then a close frame. Nothing else writes to ws yet.
+// then a close frame, then the close handshake (see lingerClose). Nothing
+// else writes to ws yet.
 func (s *Server) refuse(ws *websocket.Conn, closeCode int, code protocol.Code, message string) {
-	deadline := time.Now().Add(s.cfg.WriteTimeout)
+	deadline := time.Now().Add(min(s.cfg.WriteTimeout, 2*time.Second))
 	_ = ws.SetWriteDeadline(deadline)
 	_ = ws.WriteMessage(websocket.TextMessage, mustJSON(protocol.Error{Type: protocol.TypeError, Code: code, Message: message, Fatal: true}))
 	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeCode, string(code)), deadline)
-	_ = ws.Close()
+	lingerClose(ws.NetConn())
+}
+
+// Bounds of the close handshake after the data plane's close frame.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
+
+// lingerClose closes a connection whose close frame has been written the
+// way RFC 6455 (7.1.1) asks: it shuts down the writing side, then reads and
+// discards what the client still sends, until the client closes too or for
+// at most lingerTime and lingerBytes. Closing at once would make the kernel
+// answer a client that is still sending with a reset, which can destroy the
+// error message and close code before the client has read them.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c, lingerBytes)
+	_ = c.Close()
 }
 
 func (s *Server) welcome(c *conn) protocol.Welcome {
@@ -434,6 +594,12 @@ func (s *Server) readLoop(ws *websocket.Conn, c *conn) {
 		if err != nil {
 			return
 		}
+		if c.sess.Closing() {
+			// The close frame is out: what the client still sends is
+			// read (gorilla discards it with the next NextReader) until
+			// its own close arrives or the session's linger ends.
+			continue
+		}
 		extend()
 		if !s.handle(c, in, typ, r) {
 			return
@@ -456,12 +622,19 @@ func (s *Server) handle(c *conn, in *inbox, typ int, r io.Reader) bool {
 	in.buf.Reset()
 	n, err := in.buf.ReadFrom(io.LimitReader(r, int64(s.cfg.MaxMessageBytes)+1))
 	if err != nil {
-		return false // over the hard limit, or the connection broke
+		return false // the connection broke
 	}
 	if n > int64(s.cfg.MaxMessageBytes) {
-		discarded, err := io.Copy(io.Discard, r)
-		if err != nil {
+		discarded, err := io.CopyN(io.Discard, r, s.cfg.HardReadLimit-n+1)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return false
+		}
+		if n+discarded > s.cfg.HardReadLimit {
+			// Closed with the close handshake, so the client, which is
+			// still sending, reads the error rather than a reset.
+			s.closeSession(c.sess, protocol.CloseMessageTooLarge, protocol.Error{Code: protocol.CodeMessageTooLarge, Message: fmt.Sprintf(
+				"a message of more than %d bytes: closing; messages are at most %d bytes", s.cfg.HardReadLimit, s.cfg.MaxMessageBytes)})
+			return true
 		}
 		s.sendError(c, protocol.Error{Code: protocol.CodeMessageTooLarge, Message: fmt.Sprintf(
 			"a message of %d bytes exceeds the %d-byte limit and was discarded", n+discarded, s.cfg.MaxMessageBytes)})
@@ -473,7 +646,12 @@ func (s *Server) handle(c *conn, in *inbox, typ int, r io.Reader) bool {
 	}
 	var req protocol.Request
 	if err := json.Unmarshal(in.buf.Bytes(), &req); err != nil {
-		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: "message is not a JSON object: " + err.Error()})
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: requestError(err)})
+		return true
+	}
+	if len(req.ID) > maxIDBytes {
+		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf(
+			`"id" has %d bytes; at most %d (it is echoed in the reply)`, len(req.ID), maxIDBytes)})
 		return true
 	}
 	switch req.Type {
@@ -489,9 +667,50 @@ func (s *Server) handle(c *conn, in *inbox, typ int, r io.Reader) bool {
 		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID, Message: `message has no "type"; known types: subscribe, unsubscribe, ping, auth`})
 	default:
 		s.sendError(c, protocol.Error{Code: protocol.CodeBadRequest, ID: req.ID,
-			Message: fmt.Sprintf("unknown message type %q; known types: subscribe, unsubscribe, ping, auth", req.Type)})
+			Message: fmt.Sprintf("unknown message type %s; known types: subscribe, unsubscribe, ping, auth", quote(req.Type))})
 	}
 	return true
+}
+
+// maxIDBytes bounds a request's id, which every reply echoes.
+const maxIDBytes = 128
+
+// maxQuoted is the most of a client's own text that a reply quotes: replies
+// stay small whatever a request holds.
+const maxQuoted = 32
+
+// prefix returns at most maxQuoted bytes of s (see clip).
+func prefix(s string) string { return clip(s, maxQuoted) }
+
+// clip returns at most n bytes of s, whole runes only, marked with "..."
+// when cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// quote quotes at most a short prefix of a client's text.
+func quote(s string) string { return strconv.Quote(prefix(s)) }
+
+// requestError says what is wrong with a message that does not decode as a
+// request, naming the field when one has the wrong type.
+func requestError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		if te.Field == "symbols" {
+			return `"symbols" must be a list of strings, e.g. "symbols":["EURUSD"]`
+		}
+		return fmt.Sprintf("%s must be a string, not a %s", strconv.Quote(prefix(te.Field)), te.Value)
+	}
+	if errors.As(err, &te) {
+		return fmt.Sprintf("a message must be a JSON object, not a %s", te.Value)
+	}
+	return "message is not a JSON object: " + clip(err.Error(), 160)
 }
 
 func (s *Server) sendError(c *conn, e protocol.Error) {
@@ -542,8 +761,8 @@ func (s *Server) subscribe(c *conn, req *protocol.Request, subs map[string]bool)
 		seen[sym] = true
 		switch {
 		case !catalog.Valid(sym) || !s.hub.Carries(sym):
-			reply.Refused = append(reply.Refused, protocol.Refusal{Symbol: sym, Code: protocol.CodeUnknownSymbol,
-				Message: fmt.Sprintf("%q is not in the symbol catalogue; GET /v1/symbols lists every symbol", sym)})
+			reply.Refused = append(reply.Refused, protocol.Refusal{Symbol: prefix(sym), Code: protocol.CodeUnknownSymbol,
+				Message: fmt.Sprintf("%s is not in the symbol catalogue; GET /v1/symbols lists every symbol", quote(sym))})
 		case !tier.Entitled(p.Tenant, sym):
 			r := protocol.Refusal{Symbol: sym, Code: protocol.CodeSymbolNotEntitled, Tier: tier.Upgrades[sym]}
 			if r.Tier != "" {

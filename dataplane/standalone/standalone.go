@@ -43,6 +43,10 @@ type Options struct {
 	Quality quality.Config
 	// Server tunes every tier's server.
 	Server server.Config
+	// MaxUnauthenticated bounds the connections of every tier together that
+	// have not authenticated (see server.Gate). Zero means
+	// server.DefaultMaxUnauthenticated.
+	MaxUnauthenticated int
 }
 
 // Credential is one user's API key, printed once at start.
@@ -62,7 +66,9 @@ type System struct {
 	Tiers map[string]*tierconfig.Tier
 	// Credentials are every user's key, by tier (cheapest first), tenant, user.
 	Credentials []Credential
-	gatherer    prometheus.Gatherer
+	// Gate counts the unauthenticated connections of every tier's port.
+	Gate     *server.Gate
+	gatherer prometheus.Gatherer
 }
 
 // Build compiles the manifests, issues keys and builds one plane per tier.
@@ -100,7 +106,7 @@ func Build(opts Options) (*System, error) {
 		return nil, keyErr
 	}
 	metrics := dataplane.NewMetrics(opts.Registerer)
-	sys := &System{Tiers: compiled, gatherer: opts.Gatherer}
+	sys := &System{Tiers: compiled, gatherer: opts.Gatherer, Gate: server.NewGate(opts.MaxUnauthenticated, opts.Registerer)}
 	names := make([]string, 0, len(compiled))
 	for name := range compiled {
 		names = append(names, name)
@@ -175,9 +181,9 @@ func (s *System) Serve(ctx context.Context, listeners []net.Listener) error {
 	errs := make(chan error, len(listeners))
 	var servers []*http.Server
 	for i, p := range s.Planes {
-		srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		srv := server.NewHTTPServer(p.CombinedHandler(), s.Gate)
 		servers = append(servers, srv)
-		go func() { errs <- srv.Serve(listeners[i]) }()
+		go func() { errs <- srv.Serve(s.Gate.Listener(listeners[i])) }()
 	}
 	var err error
 	select {

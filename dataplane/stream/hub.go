@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -70,10 +71,10 @@ type direct struct {
 
 // slot is one symbol's latest value.
 type slot struct {
-	seq      uint64 // ticks of this symbol accepted so far; the latest has this seq
-	flushed  uint64 // seq at the previous flush
-	ingested int64  // when the latest tick was ingested, Unix ns
-	enc      []byte // the latest tick, encoded for this tier
+	seq     uint64 // ticks of this symbol accepted so far; the latest has this seq
+	flushed uint64 // seq at the previous flush
+	origin  int64  // when the latest tick was published by the feed (else ingested), Unix ns
+	enc     []byte // the latest tick, encoded for this tier
 }
 
 // sub is one subscribed symbol of a session: which slot, and the seq the
@@ -150,7 +151,9 @@ func (h *Hub) Publish(t *market.Scored) bool {
 	}
 	sl.seq++
 	sl.enc = appendTick(sl.enc[:0], t, sl.seq)
-	sl.ingested = t.Ingested
+	// The SLA's clock starts at the feed's publish time, so that lag behind
+	// the tick stream counts; a tick without one starts at ingest.
+	sl.origin = cmp.Or(t.Published, t.Ingested)
 	h.mu.Unlock()
 	h.m.accepted.Inc()
 	return true
@@ -414,7 +417,7 @@ func (h *Hub) frame(s *Session) {
 		b = append(b, sl.enc...)
 		superseded += sl.seq - su.seq - 1
 		su.seq = sl.seq
-		m.ingested = append(m.ingested, sl.ingested)
+		m.origins = append(m.origins, sl.origin)
 		n++
 	}
 	b = append(b, `],"filter_stats":{"superseded":`...)

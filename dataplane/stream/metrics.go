@@ -52,8 +52,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions closed by the data plane, by error code.",
 		}, []string{"tier", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "databridge_ingest_to_socket_seconds",
-			Help:    "Time from a tick's ingest to its frame being written to a client's socket, per delivered tick.",
+			Name:    "databridge_publish_to_socket_seconds",
+			Help:    "Time from the feed's publish of a tick (its ingest when the feed gave no publish time) to its frame being written to a client's socket, per delivered tick: conflation window and lag behind the tick stream included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .015, .02, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"tier"}),
 		flush: prometheus.NewHistogramVec(prometheus.HistogramOpts{

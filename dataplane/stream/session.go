@@ -180,6 +180,15 @@ func (s *Session) stopLocked() {
 	s.out = nil
 }
 
+// Closing reports whether the session has been closed (its close frame is
+// queued or written) or has ended: what the client still sends is to be
+// read and discarded, not answered.
+func (s *Session) Closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing || s.stopped
+}
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
@@ -371,9 +380,14 @@ func (s *Session) writer() {
 			_, _ = conn.Write(c.wire())
 		}
 		if err != nil || closing {
-			// Closed before Done: a session that is done has let go of its
-			// connection.
-			_ = conn.Close()
+			// Closed (or, after a close frame, given its bounded close
+			// handshake) before Done: a session that is done has let go of
+			// its connection.
+			if err == nil {
+				linger(conn)
+			} else {
+				_ = conn.Close()
+			}
 			s.mu.Lock()
 			s.stopLocked()
 			s.writing = false
@@ -384,6 +398,25 @@ func (s *Session) writer() {
 		s.spare = batch[:0]
 		s.mu.Unlock()
 	}
+}
+
+// LingerTime bounds the close handshake: after its close frame the session
+// waits this long at most for the client's close before it closes the
+// connection.
+const LingerTime = time.Second
+
+// linger ends a connection after the session's close frame the way RFC 6455
+// (7.1.1) asks: it shuts down the writing side and leaves the connection
+// open for the client's own close, which the session's reader reads (and
+// discards what comes before it); then it closes the connection, whatever
+// the reader does. Closing at once would make the kernel answer a client
+// that is still sending with a reset, which can destroy the error message
+// and close code before the client has read them.
+func linger(conn Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	time.AfterFunc(LingerTime, func() { _ = conn.Close() })
 }
 
 // writeBatch writes a ping if asked, then every message of batch; all of
@@ -439,8 +472,8 @@ func (s *Session) sent(m *msg) (frame bool) {
 		return false
 	}
 	now := time.Now().UnixNano()
-	for _, in := range m.ingested {
-		s.m.latency.Observe(float64(now-in) / 1e9)
+	for _, o := range m.origins {
+		s.m.latency.Observe(float64(now-o) / 1e9)
 	}
 	s.m.frames.Inc()
 	return true
@@ -471,14 +504,14 @@ func (s *Session) removeSub(i int32) {
 type msg struct {
 	// buf is maxHeader reserved bytes, then the payload; seal writes the
 	// frame's header into the end of the reserve.
-	buf      []byte
-	start    int // where the sealed frame begins; a partial write moves it on
-	sealed   bool
-	pooled   bool // buf belongs to the pool; otherwise it is never reused
-	free     bool // in the pool now: a second putMsg would hand it to two owners
-	frame    bool
-	ticks    int
-	ingested []int64 // per tick of a frame, for the latency histogram
+	buf     []byte
+	start   int // where the sealed frame begins; a partial write moves it on
+	sealed  bool
+	pooled  bool // buf belongs to the pool; otherwise it is never reused
+	free    bool // in the pool now: a second putMsg would hand it to two owners
+	frame   bool
+	ticks   int
+	origins []int64 // per tick of a frame, its publish (or ingest) time, for the latency histogram
 }
 
 var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, maxHeader, 1024), pooled: true} }}
@@ -525,7 +558,7 @@ func putMsg(m *msg) {
 	m.start, m.sealed = 0, false
 	m.frame = false
 	m.ticks = 0
-	m.ingested = m.ingested[:0]
+	m.origins = m.origins[:0]
 	msgPool.Put(m)
 }
 

@@ -95,6 +95,17 @@ func TestWriterWritesInOrderThenCloses(t *testing.T) {
 	s.Close(4008, []byte(`{"n":3}`))
 	s.Send([]byte(`{"n":4}`)) // after Close: dropped
 	waitDone(t, s)
+	// The connection closes after the close handshake's linger at most.
+	deadline := time.Now().Add(LingerTime + 2*time.Second)
+	for {
+		conn.mu.Lock()
+		closed := conn.closed
+		conn.mu.Unlock()
+		if closed || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
 	var got []string
