@@ -36,19 +36,25 @@ func runDataplane(args []string, _, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		configDir = fs.String("config-dir", "/etc/databridge", "directory with the tier/ and tenants/ volumes (tier.json, tenants.json)")
-		listen    = fs.String("listen", ":8080", "address for /v1/stream, REST, /healthz, /readyz and /metrics")
+		listen    = fs.String("listen", ":8080", "address for clients: /v1/stream and the REST API (the tier's Service)")
+		internal  = fs.String("internal-listen", ":9090", "address for /healthz, /readyz and /metrics (the kubelet and Prometheus; not for clients)")
 		redisAddr = fs.String("redis", "127.0.0.1:6379", "Redis (or Dragonfly) holding the tick stream")
 		stream    = fs.String("stream", bus.DefaultStream, "key of the tick stream")
 		poll      = fs.Duration("poll", time.Second, "how often to look for a changed config")
+		maxLag    = fs.Duration("max-lag", bus.DefaultMaxLag, "/readyz fails while the tick stream is read further than this behind its newest entry")
+		maxUnauth = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections that have not authenticated (the oldest idle one makes room; beyond, 503)")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge dataplane [flags]
 
 Serves one tier: the compiled tier and its tenants are read from --config-dir
 (the operator's ConfigMap and Secret, mounted) and reloaded live when they
-change, so new tenants, rotated keys and suspensions need no restart. Ticks
-come from the Redis stream that 'databridge feed' publishes to. The data plane
-never talks to the Kubernetes API.
+change, so new tenants, rotated keys and suspensions need no restart (a
+rotated key's open sessions are closed). Ticks come from the Redis stream that
+'databridge feed' publishes to; /readyz fails while that stream cannot be read
+or is read more than --max-lag behind. Clients reach --listen only; probes and
+Prometheus use --internal-listen. The data plane never talks to the Kubernetes
+API.
 
 Example:
   databridge dataplane --config-dir /etc/databridge --redis redis:6379
@@ -60,19 +66,30 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *maxUnauth <= 0 || *maxLag <= 0 || *poll <= 0 {
+		fmt.Fprintln(stderr, "databridge dataplane: --max-unauthenticated, --max-lag and --poll must be positive")
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serveDataplane(ctx, dataplaneFlags{*configDir, *listen, *redisAddr, *stream, *poll}, stderr)
+	return serveDataplane(ctx, dataplaneFlags{configDir: *configDir, listen: *listen, internalListen: *internal,
+		redisAddr: *redisAddr, stream: *stream, poll: *poll, maxLag: *maxLag, maxUnauth: *maxUnauth}, stderr)
 }
 
 type dataplaneFlags struct {
-	configDir, listen, redisAddr, stream string
-	poll                                 time.Duration
+	configDir, listen, internalListen, redisAddr, stream string
+	poll, maxLag                                         time.Duration
+	maxUnauth                                            int
 }
 
 // serveDataplane runs the data plane until ctx ends.
 func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if soft, _, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("cannot raise the open-file limit; connections beyond it are refused", "err", err)
+	} else {
+		log.Info("open-file limit", "limit", soft)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -108,25 +125,48 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 		return 1
 	}
 	reg.MustRegister(consumer.Collector())
+	// Ready only while the tick stream is read and not far behind: a pod
+	// that cannot be fed gets no clients.
+	plane.Server().SetReadiness(func() error {
+		if ok, reason := consumer.Health(time.Now()).Ready(f.maxLag); !ok {
+			return errors.New(reason)
+		}
+		return nil
+	})
+	gate := server.NewGate(f.maxUnauth, reg)
 	l, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
+		fmt.Fprintf(stderr, "databridge dataplane: --listen: %v\n", err)
+		return 1
+	}
+	il, err := net.Listen("tcp", f.internalListen)
+	if err != nil {
+		l.Close()
+		fmt.Fprintf(stderr, "databridge dataplane: --internal-listen: %v\n", err)
 		return 1
 	}
 
 	go watcher.Run(ctx)
 	go plane.Run(ctx)
 	go func() { _ = consumer.Run(ctx, plane.Ingest) }()
-	srv := &http.Server{Handler: plane.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := server.NewHTTPServer(plane.Handler(), gate)
+	isrv := server.NewHTTPServer(plane.InternalHandler(), nil)
 	go func() {
 		<-ctx.Done()
 		drainCtx, cancel := context.WithTimeout(context.Background(), server.DrainTimeout)
 		plane.Server().Drain(drainCtx)
 		cancel()
 		_ = srv.Close()
+		_ = isrv.Close()
 	}()
-	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "redis", f.redisAddr, "stream", f.stream)
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	go func() {
+		if err := isrv.Serve(il); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("internal listener failed", "err", err)
+		}
+	}()
+	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "internal", il.Addr().String(),
+		"redis", f.redisAddr, "stream", f.stream)
+	if err := srv.Serve(gate.Listener(l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
 	}

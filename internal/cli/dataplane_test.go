@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,13 +77,20 @@ func TestDataplaneServesFromFilesAndRedis(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	il, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internalAddr := il.Addr().String()
+	il.Close()
 	stream := "databridge:test:" + t.Name()
 	var stderr bytes.Buffer
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if code := serveDataplane(ctx, dataplaneFlags{dir, addr, redisAddr, stream, 50 * time.Millisecond}, &syncWriter{w: &stderr}); code != 0 {
+		if code := serveDataplane(ctx, dataplaneFlags{configDir: dir, listen: addr, internalListen: internalAddr,
+			redisAddr: redisAddr, stream: stream, poll: 50 * time.Millisecond, maxLag: bus.DefaultMaxLag, maxUnauth: 100}, &syncWriter{w: &stderr}); code != 0 {
 			t.Errorf("dataplane exited %d", code)
 		}
 	}()
@@ -171,7 +179,21 @@ func TestDataplaneServesFromFilesAndRedis(t *testing.T) {
 	}
 	read(ws, "market_data") // the first session is still streaming
 
-	resp, err := http.Get("http://" + addr + "/metrics")
+	// Clients' port serves no probes or metrics; the internal port does.
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the clients' port: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if code, body := getStatus(t, "http://"+internalAddr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz while the stream is read: %d %s", code, body)
+	}
+	resp, err := http.Get("http://" + internalAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,4 +217,75 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func getStatus(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// Readiness means serving: /readyz fails, saying why, while the tick stream
+// cannot be read, and passes once it is.
+func TestDataplaneNotReadyWhileTheTickStreamIsUnreachable(t *testing.T) {
+	tiers, tenants, slas, err := tierconfig.LoadManifests(filepath.Join("..", "..", "config", "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := tierconfig.NewKeyGenerator(nil)
+	compiled, byTier, err := tierconfig.CompileAll(tiers, tenants, slas, func(string, string, int64) string {
+		k, _ := gen.NewKey()
+		return k.Reveal()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeConfig(t, dir, compiled["free"], byTier["free"])
+	// Nothing listens on the Redis address.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	internal, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internalAddr := internal.Addr().String()
+	internal.Close()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- serveDataplane(ctx, dataplaneFlags{configDir: dir, listen: "127.0.0.1:0", internalListen: internalAddr,
+			redisAddr: deadAddr, stream: bus.DefaultStream, poll: time.Second, maxLag: bus.DefaultMaxLag, maxUnauth: 10}, &syncWriter{w: &stderr})
+	}()
+	defer func() { cancel(); <-done }()
+	var code int
+	var body string
+	for range 100 {
+		resp, err := http.Get("http://" + internalAddr + "/readyz")
+		if err == nil {
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			code, body = resp.StatusCode, b.String()
+			if strings.Contains(body, "unreachable") {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tick stream "+bus.DefaultStream) || !strings.Contains(body, deadAddr) {
+		t.Fatalf("/readyz with Redis unreachable: %d %q; want 503 naming the stream and the address it cannot reach\n%s", code, body, stderr.String())
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"text/tabwriter"
@@ -29,6 +30,7 @@ import (
 	"github.com/databridge-io/databridge/dataplane/feed"
 	"github.com/databridge-io/databridge/dataplane/market"
 	"github.com/databridge-io/databridge/dataplane/quality"
+	"github.com/databridge-io/databridge/dataplane/server"
 	"github.com/databridge-io/databridge/dataplane/standalone"
 )
 
@@ -53,6 +55,7 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		redisAddr = fs.String("redis", "", "take ticks from this Redis's tick stream (published by 'databridge feed') instead of the embedded replay")
 		stream    = fs.String("stream", bus.DefaultStream, "key of the tick stream, with --redis")
 		debugAddr = fs.String("debug-addr", "", "serve Go's /debug/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
+		maxUnauth = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections of all tiers together that have not authenticated")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
@@ -77,16 +80,19 @@ Flags:
 		fmt.Fprintf(stderr, "databridge standalone: --speed %q: %v\n", *speed, err)
 		return 2
 	}
-	if *simRate < 0 || *port <= 0 || *port > 65535 {
-		fmt.Fprintln(stderr, "databridge standalone: --sim-rate must be >= 0 and --port in 1..65535")
+	if *simRate < 0 || *port <= 0 || *port > 65535 || *maxUnauth <= 0 {
+		fmt.Fprintln(stderr, "databridge standalone: --sim-rate must be >= 0, --port in 1..65535 and --max-unauthenticated > 0")
 		return 2
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if _, _, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("cannot raise the open-file limit; connections beyond it are refused", "err", err)
+	}
 	sys, err := standalone.Build(standalone.Options{ManifestDir: *configDir, Registerer: reg, Gatherer: reg, Logger: log,
-		Quality: quality.Config{}})
+		Quality: quality.Config{}, MaxUnauthenticated: *maxUnauth})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
@@ -246,7 +252,30 @@ func writeKeys(path string, creds []standalone.Credential) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o600)
+	return writePrivate(path, append(b, '\n'))
+}
+
+// writePrivate replaces path with data, readable by the owner only, whatever
+// mode an earlier file there had: the data goes to a new 0600 file beside
+// it, which is then renamed over path.
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone already once renamed
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // pprofMux serves Go's profiles; it is only ever bound where --debug-addr says.

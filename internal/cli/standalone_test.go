@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/databridge-io/databridge/dataplane/standalone"
 )
 
 func TestStandalonePrintsEndpointsAndKeys(t *testing.T) {
@@ -56,5 +59,33 @@ func TestStandaloneRefusesBadFlags(t *testing.T) {
 		if code := Run(args, &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
+	}
+}
+
+// --keys-file holds live keys: it is written 0600 even over an existing
+// file that others could read, by a new file renamed into place.
+func TestStandaloneKeysFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	creds := []standalone.Credential{{Tenant: "t/t", User: "u", Tier: "free"}}
+	if err := writeKeys(path, creds); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("keys file mode %v, want 0600", mode)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"user": "u"`) {
+		t.Errorf("keys file holds %q", b)
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".keys.json.*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }
