@@ -68,7 +68,9 @@ test: deps verify ## Run every test against a real API server, Redis and ClickHo
 	hack/testservers.sh start "$(TEST_SERVERS_DIR)" >/dev/null; \
 	trap 'hack/testservers.sh stop "$(TEST_SERVERS_DIR)"' EXIT; \
 	. "$(TEST_SERVERS_DIR)/env"; \
-	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...; \
+	echo "race detector: the hot path's concurrent writers and the server"; \
+	go test -race $(GO_TEST_FLAGS) ./dataplane/stream/ ./dataplane/server/
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)

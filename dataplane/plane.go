@@ -36,6 +36,9 @@ type Options struct {
 	// IngestBuffer is how many ticks may wait for the quality checks before
 	// new ones are dropped (and counted). Zero means 65536.
 	IngestBuffer int
+	// WriterOnly hands every frame to its session's writer goroutine (see
+	// stream.HubConfig); false, the default, lets flushes write directly.
+	WriterOnly bool
 }
 
 // Metrics are the data plane's metrics, shared by the planes of a process.
@@ -102,11 +105,12 @@ func New(opts Options) (*Plane, error) {
 		return nil, fmt.Errorf("dataplane: tier %s: %w", tier.Name, err)
 	}
 	hub := stream.NewHub(stream.HubConfig{
-		Tier:     tier.Name,
-		Interval: tier.UpdateInterval,
-		Level:    tier.Level(),
-		Symbols:  catalog.Names(),
-		Metrics:  opts.Metrics.Stream,
+		Tier:       tier.Name,
+		Interval:   tier.UpdateInterval,
+		Level:      tier.Level(),
+		Symbols:    catalog.Names(),
+		Metrics:    opts.Metrics.Stream,
+		WriterOnly: opts.WriterOnly,
 	})
 	sc := opts.Server
 	sc.Registry, sc.Hub = opts.Registry, hub

@@ -22,6 +22,8 @@ pkgs=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server redis-tools)
 command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || pkgs+=(clickhouse-client)
+# The race detector (make test runs the hot path under it) needs cgo.
+command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
 # Debian's python3 (not a pyenv or venv one earlier on PATH) runs the test.
 /usr/bin/python3 -c 'import websocket' 2>/dev/null || pkgs+=(python3-websocket)
 [ ${#pkgs[@]} -eq 0 ] && exit 0

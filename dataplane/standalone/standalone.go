@@ -47,6 +47,9 @@ type Options struct {
 	// have not authenticated (see server.Gate). Zero means
 	// server.DefaultMaxUnauthenticated.
 	MaxUnauthenticated int
+	// WriterOnly hands every frame to its session's writer goroutine (see
+	// stream.HubConfig).
+	WriterOnly bool
 }
 
 // Credential is one user's API key, printed once at start.
@@ -119,7 +122,7 @@ func Build(opts Options) (*System, error) {
 		}
 		p, err := dataplane.New(dataplane.Options{
 			Registry: reg, Metrics: metrics, Gatherer: opts.Gatherer, Logger: opts.Logger,
-			Quality: opts.Quality, Server: opts.Server,
+			Quality: opts.Quality, Server: opts.Server, WriterOnly: opts.WriterOnly,
 		})
 		if err != nil {
 			return nil, err

@@ -261,3 +261,32 @@ func TestStalledClientIsSteppedDownThenClosed(t *testing.T) {
 		}
 	}
 }
+
+// With WriterOnly the flush never writes: every frame goes to the session's
+// writer goroutine, and the client reads the same stream.
+func TestWriterOnlyHandsEveryFrameToTheWriter(t *testing.T) {
+	h := testHub(func(c *HubConfig) { c.WriterOnly = true })
+	server, client := tcpPair(t)
+	s := NewSession(h, SessionConfig{ID: "s"})
+	h.Attach(s)
+	s.Start(server)
+	defer s.Stop()
+	if s.raw != nil {
+		t.Fatal("a WriterOnly hub's session has a direct writer")
+	}
+	h.Subscribe(s, []string{"EURUSD"}, []byte(`{"type":"subscribed"}`))
+	r := bufio.NewReader(client)
+	if _, p, err := readFrame(r); err != nil || string(p) != `{"type":"subscribed"}` {
+		t.Fatalf("first frame %q, %v; want the subscribe reply", p, err)
+	}
+	for i := range 3 {
+		waitWriterIdle(t, s)
+		h.Publish(scored("EURUSD", 1.1+float64(i)/100))
+		h.flush()
+		_, p, err := readFrame(r)
+		var md protocol.MarketData
+		if err != nil || json.Unmarshal(p, &md) != nil || md.Seq != uint64(i+1) {
+			t.Fatalf("frame %d: %s (%v); want market_data seq %d", i, p, err, i+1)
+		}
+	}
+}

@@ -37,6 +37,10 @@ type HubConfig struct {
 	StepUpAfter int
 	// Metrics receives the hub's metrics. Nil means a private, unregistered set.
 	Metrics *Metrics
+	// WriterOnly hands every frame to its session's writer goroutine. By
+	// default (false) a flush writes an idle session's frame to its socket
+	// itself, which costs less per frame (docs/benchmarks.md compares both).
+	WriterOnly bool
 }
 
 // Hub holds the latest value of each symbol of one tier and flushes them to

@@ -50,9 +50,19 @@ type SessionConfig struct {
 //
 // A market_data frame for a session with nothing queued takes a shorter way:
 // the hub writes it to the socket itself, without waiting, and hands the
-// writer only what the socket could not take at once. Whoever holds the
-// session's writing flag (a flushing hub or the writer goroutine) is the
-// only one writing to the connection.
+// writer only what the socket could not take at once.
+//
+// Who writes to the connection: exactly one party at a time, the holder of
+// the writing flag (set and cleared under mu). The writer goroutine holds it
+// for as long as it runs. A flushing hub holds it from an offerFrame that
+// returned true to the end of writeDirect, which either clears it (the whole
+// frame was written, or the write failed) or passes it, with the unwritten
+// rest of the frame at the front of the queue, to a new writer goroutine.
+// Nothing else writes: the reader's pongs and close echoes are queued, and
+// after Start the WebSocket library only reads. Closing the connection (a
+// failed write, the close handshake's end, the reader leaving) is not a
+// write and may come from any of them. The direct-write tests run under
+// -race in make test.
 type Session struct {
 	cfg SessionConfig
 	m   *tierMetrics
@@ -67,17 +77,18 @@ type Session struct {
 	step        int
 	stepMask    uint64
 
-	mu        sync.Mutex
-	out       []*msg
-	spare     []*msg // the writer's previous batch, reused as the next queue
-	outBytes  int
-	inFlight  bool // a frame is queued or being written
-	closing   bool
-	closeCode int
-	conn      Conn       // nil until Start
-	raw       *rawWriter // non-blocking writes to conn, if it has a descriptor
-	writing   bool       // the writer goroutine or a flushing hub is writing
-	stopped   bool
+	mu         sync.Mutex
+	out        []*msg
+	spare      []*msg // the writer's previous batch, reused as the next queue
+	outBytes   int
+	inFlight   bool // a frame is queued or being written
+	closing    bool
+	closeCode  int
+	conn       Conn       // nil until Start
+	raw        *rawWriter // non-blocking writes to conn, if it has a descriptor and the hub writes directly
+	writerOnly bool       // every frame goes through the writer goroutine (HubConfig.WriterOnly)
+	writing    bool       // the writer goroutine or a flushing hub is writing
+	stopped    bool
 
 	// Owned by the hub's housekeeping (under Hub.mu).
 	nextPing, nextPeriodic time.Time
@@ -107,10 +118,11 @@ func NewSession(h *Hub, cfg SessionConfig) *Session {
 		cfg.PingInterval = 30 * time.Second
 	}
 	return &Session{
-		cfg:      cfg,
-		m:        h.m,
-		hubIndex: -1,
-		done:     make(chan struct{}),
+		cfg:        cfg,
+		m:          h.m,
+		writerOnly: h.cfg.WriterOnly,
+		hubIndex:   -1,
+		done:       make(chan struct{}),
 	}
 }
 
@@ -129,7 +141,9 @@ func (s *Session) Delivered() int64 { return s.delivered.Load() }
 func (s *Session) Start(conn Conn) {
 	s.mu.Lock()
 	s.conn = conn
-	s.raw = newRawWriter(conn)
+	if !s.writerOnly {
+		s.raw = newRawWriter(conn)
+	}
 	s.kickLocked()
 	s.mu.Unlock()
 }

@@ -45,17 +45,18 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		configDir = fs.String("config", "config/samples", "directory of SubscriptionTier, Tenant and SLAPolicy YAML")
-		addr      = fs.String("addr", "127.0.0.1", "address to listen on")
-		port      = fs.Int("port", 8080, "port of the cheapest tier; each next tier listens on the next port")
-		speed     = fs.String("speed", "1x", "replay speed of the recorded ticks: 1x, 10x, 0.5x or max")
-		simRate   = fs.Float64("sim-rate", 50, "ticks/s of simulated quotes for the symbols the recording lacks (0: none)")
-		keysFile  = fs.String("keys-file", "", "also write every user's API key to this file as JSON (mode 0600), for tools")
-		duration  = fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
-		redisAddr = fs.String("redis", "", "take ticks from this Redis's tick stream (published by 'databridge feed') instead of the embedded replay")
-		stream    = fs.String("stream", bus.DefaultStream, "key of the tick stream, with --redis")
-		debugAddr = fs.String("debug-addr", "", "serve Go's /debug/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
-		maxUnauth = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections of all tiers together that have not authenticated")
+		configDir  = fs.String("config", "config/samples", "directory of SubscriptionTier, Tenant and SLAPolicy YAML")
+		addr       = fs.String("addr", "127.0.0.1", "address to listen on")
+		port       = fs.Int("port", 8080, "port of the cheapest tier; each next tier listens on the next port")
+		speed      = fs.String("speed", "1x", "replay speed of the recorded ticks: 1x, 10x, 0.5x or max")
+		simRate    = fs.Float64("sim-rate", 50, "ticks/s of simulated quotes for the symbols the recording lacks (0: none)")
+		keysFile   = fs.String("keys-file", "", "also write every user's API key to this file as JSON (mode 0600), for tools")
+		duration   = fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+		redisAddr  = fs.String("redis", "", "take ticks from this Redis's tick stream (published by 'databridge feed') instead of the embedded replay")
+		stream     = fs.String("stream", bus.DefaultStream, "key of the tick stream, with --redis")
+		debugAddr  = fs.String("debug-addr", "", "serve Go's /debug/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
+		writerOnly = fs.Bool("writer-only", false, "hand every frame to its session's writer goroutine instead of writing idle sessions' frames during the flush (slower; for comparison)")
+		maxUnauth  = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections of all tiers together that have not authenticated")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
@@ -92,7 +93,7 @@ Flags:
 		log.Warn("cannot raise the open-file limit; connections beyond it are refused", "err", err)
 	}
 	sys, err := standalone.Build(standalone.Options{ManifestDir: *configDir, Registerer: reg, Gatherer: reg, Logger: log,
-		Quality: quality.Config{}, MaxUnauthenticated: *maxUnauth})
+		Quality: quality.Config{}, MaxUnauthenticated: *maxUnauth, WriterOnly: *writerOnly})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
