@@ -5,8 +5,11 @@
 // scored once per tier, and every session of the tier shares the result. The
 // levels nest: High does everything Basic does, Premium everything High does.
 //
-//   - Basic drops non-positive prices, crossed quotes (bid > ask) and jumps
-//     beyond N sigma of the symbol's rolling volatility.
+//   - Basic drops non-positive prices, prices no currency pair is quoted at
+//     (outside MinPrice..MaxPrice), crossed quotes (bid > ask) and jumps
+//     beyond N sigma of the symbol's rolling volatility. A symbol whose
+//     market has really moved is re-seeded, after at most Config.MaxJumpRun
+//     dropped ticks, rather than locked out.
 //   - High also drops ticks while the FX market is closed (Friday 22:00 UTC
 //     to Sunday 22:00 UTC) and scores each tick 0..1 from its spread and
 //     staleness.

@@ -16,8 +16,14 @@ type Verdict uint8
 const (
 	// Pass: the tick is delivered.
 	Pass Verdict = iota
-	// NonPositive: bid or ask is zero, negative or not a finite number.
+	// NonPositive: bid or ask is zero, negative or NaN.
 	NonPositive
+	// OutOfRange: bid or ask is positive but outside [MinPrice, MaxPrice],
+	// infinity included: no currency pair is quoted there, so the number is a
+	// broken writer's (a misplaced decimal point, a float's bits printed as a
+	// number). It sits before Jump so that Jump stays the last verdict,
+	// which the data plane sizes its per-reason counters by.
+	OutOfRange
 	// Crossed: bid is above ask, which no real market allows. A locked
 	// quote (bid == ask) passes, with a lower score at High and up.
 	Crossed
@@ -34,6 +40,7 @@ const (
 var verdictNames = [numVerdicts]string{
 	Pass:         "pass",
 	NonPositive:  "non_positive",
+	OutOfRange:   "out_of_range",
 	Crossed:      "crossed",
 	MarketClosed: "market_closed",
 	Jump:         "jump",
@@ -81,6 +88,12 @@ type Config struct {
 	// liquidity score reaches 1-1/e (0.63); 0 means 1 tick/s, about the
 	// daily mean of a major pair.
 	LiquidRate float64
+	// MaxJumpRun is the most consecutive ticks of a symbol dropped as jumps;
+	// 0 means 10. The tick after such a run is delivered and re-seeds the
+	// symbol's level and volatility from the run: a market that has moved to
+	// a new level, or turned wilder than its estimate, is otherwise judged
+	// against the stale estimate, and dropped, for good.
+	MaxJumpRun int
 }
 
 // Defaults for Config's zero fields; see each field for what it means.
@@ -97,10 +110,25 @@ const (
 	DefaultStaleAfter = 10 * time.Second
 	// DefaultLiquidRate is Config.LiquidRate's default, in ticks per second.
 	DefaultLiquidRate = 1.0
+	// DefaultMaxJumpRun is Config.MaxJumpRun's default, in ticks.
+	DefaultMaxJumpRun = 10
 	// LockedScore is the spread part of the score of a locked quote
 	// (bid == ask): it is possible on a venue that shows indicative prices,
 	// but no one can trade both sides at one price.
 	LockedScore = 0.5
+)
+
+// The range of prices a Filter accepts. The cheapest quote of any pair is the
+// inverse of the dearest, so the range is symmetric about 1. Bounding prices
+// bounds everything computed from them: a mid log return is at most
+// ln(MaxPrice/MinPrice), about 28, so the rolling estimates stay finite
+// whatever a feed sends.
+const (
+	// MaxPrice is the largest bid or ask accepted, the most any tick parser
+	// lets through (market.MaxPrice).
+	MaxPrice = market.MaxPrice
+	// MinPrice is the smallest bid or ask accepted.
+	MinPrice = 1 / MaxPrice
 )
 
 // Stats counts a Filter's verdicts.
@@ -109,16 +137,19 @@ type Stats struct {
 	Seen int64 `json:"seen"`
 	// Passed is the ticks delivered.
 	Passed int64 `json:"passed"`
-	// NonPositive, Crossed, MarketClosed and Jump count dropped ticks by
-	// reason.
+	// NonPositive, OutOfRange, Crossed, MarketClosed and Jump count dropped
+	// ticks by reason.
 	NonPositive  int64 `json:"non_positive"`
+	OutOfRange   int64 `json:"out_of_range"`
 	Crossed      int64 `json:"crossed"`
 	MarketClosed int64 `json:"market_closed"`
 	Jump         int64 `json:"jump"`
 }
 
 // Dropped is the number of ticks dropped for any reason.
-func (s Stats) Dropped() int64 { return s.NonPositive + s.Crossed + s.MarketClosed + s.Jump }
+func (s Stats) Dropped() int64 {
+	return s.NonPositive + s.OutOfRange + s.Crossed + s.MarketClosed + s.Jump
+}
 
 // Count returns the number of ticks that got verdict v.
 func (s Stats) Count(v Verdict) int64 {
@@ -127,6 +158,8 @@ func (s Stats) Count(v Verdict) int64 {
 		return s.Passed
 	case NonPositive:
 		return s.NonPositive
+	case OutOfRange:
+		return s.OutOfRange
 	case Crossed:
 		return s.Crossed
 	case MarketClosed:
@@ -145,6 +178,7 @@ type Filter struct {
 	jump2      float64 // JumpSigma squared
 	floor2     float64 // SigmaFloor squared
 	warmUp     int64
+	maxRun     int64
 	alpha      float64 // EWMA weight of a new observation
 	staleAfter float64 // seconds
 	liquidRate float64
@@ -153,7 +187,9 @@ type Filter struct {
 }
 
 // symbolState is what a Filter remembers about one symbol. Only delivered
-// ticks update it, so a bad tick cannot bend the estimates it is judged by.
+// ticks update the estimates, so a bad tick cannot bend what it is judged by;
+// a dropped jump only extends the run of jumps. Every field stays finite,
+// because every price that reaches it is within [MinPrice, MaxPrice].
 type symbolState struct {
 	n        int64   // delivered ticks
 	lastMid  float64 // mid of the last delivered tick
@@ -161,10 +197,13 @@ type symbolState struct {
 	variance float64 // EWMA of squared mid log returns, per tick
 	spread   float64 // EWMA of the relative spread, (ask-bid)/mid
 	gap      float64 // EWMA of seconds between delivered ticks
-	// candidate is the mid of the last tick dropped as a jump, if the next
-	// tick may confirm it as a genuine level shift.
-	candidate    float64
-	hasCandidate bool
+	// The run of ticks dropped as jumps since the last delivered one: how
+	// many, the mid of the last (the candidate new level), and the sum of
+	// the squared log returns between them, the volatility the market shows
+	// if it really has moved.
+	jumps     int64
+	candidate float64
+	runSq     float64
 }
 
 // New returns a Filter for cfg, or an error naming the invalid field.
@@ -190,6 +229,9 @@ func New(cfg Config) (*Filter, error) {
 	if cfg.LiquidRate < 0 || math.IsNaN(cfg.LiquidRate) || math.IsInf(cfg.LiquidRate, 0) {
 		return nil, fmt.Errorf("quality: liquid rate %v ticks/s: want a positive rate, or 0 for the default %v", cfg.LiquidRate, DefaultLiquidRate)
 	}
+	if cfg.MaxJumpRun < 0 {
+		return nil, fmt.Errorf("quality: max jump run %d ticks: want a positive number of ticks, or 0 for the default %d", cfg.MaxJumpRun, DefaultMaxJumpRun)
+	}
 	sigma := cmp.Or(cfg.JumpSigma, DefaultJumpSigma)
 	floor := cmp.Or(cfg.SigmaFloor, DefaultSigmaFloor)
 	window := cmp.Or(cfg.Window, DefaultWindow)
@@ -198,6 +240,7 @@ func New(cfg Config) (*Filter, error) {
 		jump2:      sigma * sigma,
 		floor2:     floor * floor,
 		warmUp:     int64(cmp.Or(cfg.WarmUp, DefaultWarmUp)),
+		maxRun:     int64(cmp.Or(cfg.MaxJumpRun, DefaultMaxJumpRun)),
 		alpha:      2 / (float64(window) + 1),
 		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter).Seconds(),
 		liquidRate: cmp.Or(cfg.LiquidRate, DefaultLiquidRate),
@@ -213,6 +256,7 @@ func (f *Filter) Stats() Stats {
 	s := Stats{
 		Passed:       f.counts[Pass].Load(),
 		NonPositive:  f.counts[NonPositive].Load(),
+		OutOfRange:   f.counts[OutOfRange].Load(),
 		Crossed:      f.counts[Crossed].Load(),
 		MarketClosed: f.counts[MarketClosed].Load(),
 		Jump:         f.counts[Jump].Load(),
@@ -225,15 +269,20 @@ func (f *Filter) Stats() Stats {
 // filter's level. A dropped tick returns its verdict; its Scored value carries
 // only the tick and the level. Checks run cheapest and most certain first:
 // impossible prices, then market hours, then jumps, so the counts of a High
-// filter include exactly the crossed quotes a Basic filter counts.
+// filter include exactly the crossed quotes a Basic filter counts. No input
+// can make a symbol's estimates non-finite, and no symbol has more than
+// Config.MaxJumpRun ticks in a row dropped as jumps.
 //
 // Apply does not allocate, except once for each new symbol.
 func (f *Filter) Apply(t *market.Tick) (market.Scored, Verdict) {
 	out := market.Scored{Tick: *t, Quality: market.Quality{Level: f.level}}
 	bid, ask := t.Bid, t.Ask
-	// Written so that NaN and infinities fail too.
-	if !(bid > 0 && ask > 0 && bid <= math.MaxFloat64 && ask <= math.MaxFloat64) {
+	// Written so that NaN fails too, and infinity is out of range.
+	if !(bid > 0 && ask > 0) {
 		return out, f.drop(NonPositive)
+	}
+	if !(bid >= MinPrice && bid <= MaxPrice && ask >= MinPrice && ask <= MaxPrice) {
+		return out, f.drop(OutOfRange)
 	}
 	if bid > ask {
 		return out, f.drop(Crossed)
@@ -253,17 +302,28 @@ func (f *Filter) Apply(t *market.Tick) (market.Scored, Verdict) {
 	relSpread := (ask - bid) / mid
 
 	first := st.n == 0
-	var r, dt float64
+	var r2, dt float64
 	if !first {
 		dt = float64(ns-st.lastNs) / 1e9
 		if dt < 0 {
 			dt = 0 // the source's clock stepped back; treat as simultaneous
 		}
-		r = math.Log(mid / st.lastMid)
-		if st.n >= f.warmUp && f.isJump(st, mid, r, dt) {
-			return out, f.drop(Jump)
+		r := math.Log(mid / st.lastMid)
+		r2 = r * r
+		if st.n >= f.warmUp {
+			// Written so that a NaN limit (an infinite JumpSigma times a
+			// market with no variance, spread or floor) passes the tick:
+			// the check is off, not every tick a jump.
+			if limit := f.limit(st, dt); r2 > limit {
+				if !f.moved(st, mid, limit) {
+					return out, f.drop(Jump)
+				}
+				// A move of the market is not volatility: fold in the
+				// estimate moved just re-seeded, which leaves it as it is.
+				r2 = st.variance
+			}
 		}
-		st.hasCandidate = false
+		st.jumps = 0
 	}
 
 	// Score against the estimates from before this tick, then fold it in.
@@ -277,7 +337,7 @@ func (f *Filter) Apply(t *market.Tick) (market.Scored, Verdict) {
 		out.Quality.MarketOpen = true
 		out.Quality.Score = spreadScore * staleScore
 	}
-	f.update(st, mid, relSpread, r, dt, ns)
+	f.update(st, mid, relSpread, r2, dt, ns)
 	if f.level >= market.Premium {
 		out.Quality.Liquidity = liquidity(spreadScore, st, f.liquidRate)
 		out.Quality.Session = sessionSec(sec)
@@ -286,9 +346,9 @@ func (f *Filter) Apply(t *market.Tick) (market.Scored, Verdict) {
 	return out, f.pass()
 }
 
-// isJump judges the log return r over dt seconds against the symbol's
-// rolling volatility, and remembers a rejected mid as a candidate level.
-func (f *Filter) isJump(st *symbolState, mid, r, dt float64) bool {
+// limit is the largest squared mid log return over dt seconds that is not a
+// jump.
+func (f *Filter) limit(st *symbolState, dt float64) float64 {
 	// The volatility is per tick. Over a silence longer than the usual gap,
 	// more ticks' worth of movement has had time to happen, so the allowance
 	// grows with the square root of the silence (a weekend's gap allows a
@@ -299,28 +359,42 @@ func (f *Filter) isJump(st *symbolState, mid, r, dt float64) bool {
 	if st.gap > 0 && dt > st.gap {
 		v *= dt / st.gap
 	}
-	limit := f.jump2 * v
-	if r*r <= limit {
-		return false
-	}
-	// Either an outlier (the next tick comes back near the last delivered
-	// mid) or a genuine level shift (the next tick stays near this one).
-	// One tick of patience tells them apart: a real move costs one dropped
-	// tick, instead of every tick after it being judged against a stale
-	// level forever.
-	if st.hasCandidate {
-		if rc := math.Log(mid / st.candidate); rc*rc <= limit {
-			return false
+	return f.jump2 * v
+}
+
+// moved decides a tick whose mid is a jump from the last delivered one: an
+// outlier, which is dropped and extends the run of jumps, or the market
+// having moved. It has moved when the tick stays near the last dropped one
+// (a level shift: one dropped tick of patience, instead of every tick after
+// it judged against a stale level), or when MaxJumpRun ticks have been
+// dropped in a row however they moved (a market wilder than its estimate).
+// Either way the run ends and the volatility is re-seeded: at least the
+// mean squared move between the run's ticks and this one, which the market
+// showed while it was being dropped.
+func (f *Filter) moved(st *symbolState, mid, limit float64) bool {
+	if st.jumps == 0 {
+		st.runSq = 0
+	} else {
+		rc := math.Log(mid / st.candidate)
+		st.runSq += rc * rc
+		if rc*rc <= limit || st.jumps >= f.maxRun {
+			// runSq holds jumps moves, each at most ln(MaxPrice/MinPrice)
+			// squared.
+			st.variance = max(st.variance, st.runSq/float64(st.jumps))
+			return true
 		}
 	}
-	st.candidate, st.hasCandidate = mid, true
-	return true
+	st.jumps++
+	st.candidate = mid
+	return false
 }
 
 // update folds a delivered tick into the symbol's estimates. Until the window
 // fills, observations are weighed equally (weight 1/n), so early estimates
 // are plain means rather than biased towards their starting value.
-func (f *Filter) update(st *symbolState, mid, relSpread, r, dt float64, ns int64) {
+//
+// r2 is the squared mid log return since the market's previous price.
+func (f *Filter) update(st *symbolState, mid, relSpread, r2, dt float64, ns int64) {
 	st.n++
 	st.lastMid, st.lastNs = mid, ns
 	st.spread += max(f.alpha, 1/float64(st.n)) * (relSpread - st.spread)
@@ -328,7 +402,7 @@ func (f *Filter) update(st *symbolState, mid, relSpread, r, dt float64, ns int64
 		return // no return or gap yet
 	}
 	a := max(f.alpha, 1/float64(st.n-1))
-	st.variance += a * (r*r - st.variance)
+	st.variance += a * (r2 - st.variance)
 	st.gap += a * (dt - st.gap)
 }
 

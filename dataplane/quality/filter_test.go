@@ -49,8 +49,8 @@ func warm(t *testing.T, f *Filter, start time.Time, n int) time.Time {
 }
 
 func TestVerdictNames(t *testing.T) {
-	want := map[Verdict]string{Pass: "pass", NonPositive: "non_positive", Crossed: "crossed",
-		MarketClosed: "market_closed", Jump: "jump", Verdict(99): "verdict(99)"}
+	want := map[Verdict]string{Pass: "pass", NonPositive: "non_positive", OutOfRange: "out_of_range",
+		Crossed: "crossed", MarketClosed: "market_closed", Jump: "jump", Verdict(99): "verdict(99)"}
 	for v, name := range want {
 		if v.String() != name {
 			t.Errorf("Verdict(%d).String() = %q, want %q", v, v.String(), name)
@@ -77,8 +77,20 @@ func TestImpossibleTicks(t *testing.T) {
 		{"negative and crossed", -1, -2, NonPositive}, // impossible first
 		{"NaN bid", math.NaN(), 1.1, NonPositive},
 		{"NaN ask", 1.1, math.NaN(), NonPositive},
-		{"infinite ask", 1.1, math.Inf(1), NonPositive},
-		{"infinite bid", math.Inf(1), 1.1, NonPositive},
+		{"minus infinity", math.Inf(-1), 1.1, NonPositive},
+		{"hugely negative", -1e308, -1e308, NonPositive},
+		{"infinite ask", 1.1, math.Inf(1), OutOfRange},
+		{"infinite bid", math.Inf(1), 1.1, OutOfRange},
+		{"locked at 1e308", 1e308, 1e308, OutOfRange},
+		{"largest float", math.MaxFloat64, math.MaxFloat64, OutOfRange},
+		{"1e300 ask", 1.1, 1e300, OutOfRange},
+		{"out of range and crossed", 1e300, 1.1, OutOfRange}, // impossible first
+		{"just above MaxPrice", MaxPrice, math.Nextafter(MaxPrice, math.Inf(1)), OutOfRange},
+		{"at MaxPrice", MaxPrice, MaxPrice, Pass},
+		{"at MinPrice", MinPrice, MinPrice, Pass},
+		{"just below MinPrice", math.Nextafter(MinPrice, 0), MinPrice, OutOfRange},
+		{"smallest float", math.SmallestNonzeroFloat64, 1.1, OutOfRange},
+		{"widest spread in range", MinPrice, MaxPrice, Pass},
 	}
 	for _, level := range []market.Level{market.Basic, market.High, market.Premium} {
 		for _, tt := range tests {
@@ -383,7 +395,7 @@ func TestNew(t *testing.T) {
 		wantErr string
 	}{
 		{"zero", Config{}, ""},
-		{"premium tuned", Config{Level: market.Premium, JumpSigma: 8, WarmUp: 20, Window: 500, StaleAfter: time.Second, LiquidRate: 5}, ""},
+		{"premium tuned", Config{Level: market.Premium, JumpSigma: 8, WarmUp: 20, Window: 500, StaleAfter: time.Second, LiquidRate: 5, MaxJumpRun: 3}, ""},
 		{"unknown level", Config{Level: 7}, "level 7"},
 		{"negative sigma", Config{JumpSigma: -1}, "jump sigma -1"},
 		{"NaN sigma", Config{JumpSigma: math.NaN()}, "jump sigma NaN"},
@@ -392,6 +404,7 @@ func TestNew(t *testing.T) {
 		{"negative window", Config{Window: -5}, "window -5"},
 		{"negative staleness", Config{StaleAfter: -time.Second}, "stale after -1s"},
 		{"infinite liquid rate", Config{LiquidRate: math.Inf(1)}, "liquid rate +Inf"},
+		{"negative max jump run", Config{MaxJumpRun: -1}, "max jump run -1"},
 	}
 	for _, tt := range tests {
 		f, err := New(tt.cfg)
