@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Server: server.NewMetrics(reg),
 		quality: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "databridge_ticks_dropped_total",
-			Help: "Ticks the tier's quality checks dropped, by reason (non_positive, crossed, jump, market_closed).",
+			Help: "Ticks the tier's quality checks dropped, by reason (non_positive, out_of_range, crossed, jump, market_closed).",
 		}, []string{"tier", "reason"}),
 		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "databridge_ingest_overflow_total",
