@@ -25,8 +25,8 @@
 //
 // The stream is trimmed with XADD MAXLEN ~ as it is written: it is a live
 // bus, not a history, and a data plane reads it from its newest entry. Only
-// commands Dragonfly implements are used (XADD, XREAD BLOCK, XREVRANGE), so
-// either server can carry the bus.
+// commands Dragonfly implements are used (XADD, XREAD BLOCK, XREVRANGE,
+// XINFO STREAM, XRANGE), so either server can carry the bus.
 //
 // # Failure
 //
