@@ -75,7 +75,8 @@ func TestParseSpeed(t *testing.T) {
 }
 
 // TestReplayPacing replays two minutes of the busiest FXCM period at several
-// speeds: the timestamps are the same at every speed, only the waiting scales.
+// speeds: the waiting and the timestamps scale alike, so each tick is stamped
+// with the moment it is due.
 func TestReplayPacing(t *testing.T) {
 	orig := loadSlice(t, "lean_fxcm_eurusd_nzdusd_20140508_1145.csv.gz")
 	span := orig[len(orig)-1].Time.Sub(orig[0].Time)
@@ -97,13 +98,10 @@ func TestReplayPacing(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []market.Tick
-			var lag []time.Duration // emission time minus due time
+			var lag []time.Duration // emission time minus the tick's time, when it was due
 			err = r.Run(context.Background(), func(tk market.Tick) error {
 				got = append(got, tk)
-				if tt.speed > 0 {
-					due := replayStart.Add(time.Duration(float64(tk.Time.Sub(replayStart)) / tt.speed))
-					lag = append(lag, clock.Now().Sub(due))
-				}
+				lag = append(lag, clock.Now().Sub(tk.Time))
 				return nil
 			})
 			if err != nil {
@@ -114,7 +112,10 @@ func TestReplayPacing(t *testing.T) {
 			}
 			for i, tk := range got {
 				want := orig[i]
-				want.Time = replayStart.Add(orig[i].Time.Sub(orig[0].Time))
+				want.Time = replayStart // max speed: the clock never moves
+				if tt.speed > 0 {
+					want.Time = replayStart.Add(time.Duration(float64(orig[i].Time.Sub(orig[0].Time)) / tt.speed))
+				}
 				want.Published = tk.Published
 				if tk != want {
 					t.Fatalf("tick %d = %+v, want %+v", i, tk, want)
@@ -124,9 +125,7 @@ func TestReplayPacing(t *testing.T) {
 				}
 			}
 			for i, l := range lag {
-				// Rounding of the scaled offset may make a tick due a
-				// nanosecond early; never late, never more.
-				if l < -time.Nanosecond || l > time.Nanosecond {
+				if l != 0 {
 					t.Fatalf("tick %d emitted %v off its due time", i, l)
 				}
 			}
@@ -148,14 +147,12 @@ func TestReplayLoopKeepsTimeMovingForward(t *testing.T) {
 	orig := loadSlice(t, "lean_fxcm_eurusd_nzdusd_20140508_head.csv.gz")
 	n := len(orig)
 	span := orig[n-1].Time.Sub(orig[0].Time)
-	for _, speed := range []float64{1, MaxSpeed} {
+	period := span + span/time.Duration(n-1) // the span and one mean gap
+	for _, speed := range []float64{1, 4, 0.5} {
 		clock := feedtest.NewClock(replayStart)
 		r, err := NewReplayer(orig, ReplayConfig{Speed: speed, Loop: true, Clock: clock})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if want := span + span/time.Duration(n-1); r.Period() != want {
-			t.Errorf("Period() = %v, want span + mean gap = %v", r.Period(), want)
 		}
 		var got []market.Tick
 		if err := r.Run(context.Background(), record(&got, 3*n+10)); !errors.Is(err, errStop) {
@@ -166,15 +163,17 @@ func TestReplayLoopKeepsTimeMovingForward(t *testing.T) {
 				t.Fatalf("speed %v: tick %d at %v is before tick %d at %v", speed, i, got[i].Time, i-1, got[i-1].Time)
 			}
 		}
+		// Each tick's scaled offset is rounded down to the nanosecond on
+		// its own, so a loop's ticks are a scaled period apart to within one.
+		want := time.Duration(float64(period) / speed)
 		for i := n; i < len(got); i++ {
-			if d := got[i].Time.Sub(got[i-n].Time); d != r.Period() || got[i].Symbol != got[i-n].Symbol || got[i].Bid != got[i-n].Bid {
-				t.Fatalf("speed %v: tick %d is %v after tick %d (want %v), or not the same quote", speed, i, d, i-n, r.Period())
+			d := got[i].Time.Sub(got[i-n].Time)
+			if d < want-1 || d > want+1 || got[i].Symbol != got[i-n].Symbol || got[i].Bid != got[i-n].Bid {
+				t.Fatalf("speed %v: tick %d is %v after tick %d (want %v), or not the same quote", speed, i, d, i-n, want)
 			}
 		}
-		if speed == 1 {
-			if slept, _ := clock.Slept(); slept != got[len(got)-1].Time.Sub(replayStart) {
-				t.Errorf("slept %v, want the replayed time %v", slept, got[len(got)-1].Time.Sub(replayStart))
-			}
+		if slept, _ := clock.Slept(); slept != got[len(got)-1].Time.Sub(replayStart) {
+			t.Errorf("speed %v: slept %v, want the replayed time %v", speed, slept, got[len(got)-1].Time.Sub(replayStart))
 		}
 	}
 }
@@ -266,22 +265,23 @@ func TestNewReplayerErrors(t *testing.T) {
 }
 
 func TestLoopPeriodEdgeCases(t *testing.T) {
-	one := []market.Tick{{Symbol: "EURUSD", Bid: 1, Ask: 2, Time: replayStart}}
-	same := []market.Tick{one[0], one[0]}
 	for name, tt := range map[string]struct {
-		ticks []market.Tick
-		want  time.Duration
+		span time.Duration
+		n    int64
+		want time.Duration
 	}{
-		"single tick":        {one, time.Second},
-		"all at one time":    {same, time.Millisecond},
-		"two ticks 1s apart": {[]market.Tick{one[0], {Symbol: "EURUSD", Time: replayStart.Add(time.Second)}}, 2 * time.Second},
+		"single tick":        {0, 1, time.Second},
+		"all at one time":    {0, 2, time.Millisecond},
+		"two ticks 1s apart": {time.Second, 2, 2 * time.Second},
+		"three over 2s":      {2 * time.Second, 3, 3 * time.Second},
 	} {
-		if got := loopPeriod(tt.ticks); got != tt.want {
+		if got := loopPeriod(tt.span, tt.n); got != tt.want {
 			t.Errorf("%s: loopPeriod = %v, want %v", name, got, tt.want)
 		}
 	}
 	// A looping replay of one tick still moves forward.
-	r, _ := NewReplayer(one, ReplayConfig{Speed: MaxSpeed, Loop: true, Clock: feedtest.NewClock(replayStart)})
+	one := []market.Tick{{Symbol: "EURUSD", Bid: 1, Ask: 2, Time: replayStart}}
+	r, _ := NewReplayer(one, ReplayConfig{Speed: 1, Loop: true, Clock: feedtest.NewClock(replayStart)})
 	var got []market.Tick
 	_ = r.Run(context.Background(), record(&got, 3))
 	if !reflect.DeepEqual([]time.Time{got[0].Time, got[1].Time, got[2].Time},
@@ -309,4 +309,95 @@ func BenchmarkReplayMax(b *testing.B) {
 		return nil
 	})
 	_ = sink
+}
+
+// TestReplayTimesNeverPassNow: whatever the speed, a replayed tick's Time is
+// not after the clock's time when it is published, so a client never
+// computes a negative quote age; and times still never go backwards.
+func TestReplayTimesNeverPassNow(t *testing.T) {
+	orig := loadSlice(t, "lean_fxcm_eurusd_nzdusd_20140508_1145.csv.gz")
+	span := orig[len(orig)-1].Time.Sub(orig[0].Time)
+	tests := []struct {
+		name        string
+		speed       float64
+		loop        bool
+		publishCost time.Duration // clock time each emit takes
+	}{
+		{"10x", 10, false, 0},
+		{"10x looping", 10, true, 0},
+		{"10x behind a slow consumer", 10, false, 50 * time.Millisecond},
+		{"1000x", 1000, true, time.Microsecond},
+		{"max", MaxSpeed, false, 0},
+		{"max, publishing takes time", MaxSpeed, false, 20 * time.Microsecond},
+		{"max looping", MaxSpeed, true, time.Microsecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := feedtest.NewClock(replayStart)
+			r, err := NewReplayer(orig, ReplayConfig{Speed: tt.speed, Loop: tt.loop, Clock: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first, prev time.Time
+			n := 0
+			err = r.Run(context.Background(), func(tk market.Tick) error {
+				now := clock.Now()
+				if tk.Time.After(now) {
+					t.Fatalf("tick %d: Time %v is %v after the clock's %v at publication", n, tk.Time, tk.Time.Sub(now), now)
+				}
+				if tk.Time.Before(prev) {
+					t.Fatalf("tick %d: Time %v is before the previous tick's %v", n, tk.Time, prev)
+				}
+				if tk.Published != now.UnixNano() {
+					t.Fatalf("tick %d: Published %d, want the clock's %d", n, tk.Published, now.UnixNano())
+				}
+				if tt.speed == MaxSpeed && !tk.Time.Equal(now) {
+					t.Fatalf("tick %d at max speed: Time %v, want the moment of publication %v", n, tk.Time, now)
+				}
+				if n == 0 {
+					first = tk.Time
+				}
+				prev = tk.Time
+				clock.Advance(tt.publishCost)
+				if n++; tt.loop && n == 3*len(orig) {
+					return errStop
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				t.Fatalf("Run: %v", err)
+			}
+			if tt.speed == 10 && !tt.loop && tt.publishCost == 0 {
+				if got, want := prev.Sub(first), time.Duration(float64(span)/10); got != want {
+					t.Errorf("at 10x the recording's %v spans %v of tick time, want %v", span, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayTimesNeverPassNowOnTheSystemClock: the same on the machine's
+// clock, which the feed command runs by.
+func TestReplayTimesNeverPassNowOnTheSystemClock(t *testing.T) {
+	orig := loadSlice(t, "lean_fxcm_eurusd_nzdusd_20140508_1145.csv.gz") // 2 minutes: 120 ms at 1000x
+	for _, speed := range []float64{1000, MaxSpeed} {
+		r, err := NewReplayer(orig, ReplayConfig{Speed: speed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		err = r.Run(context.Background(), func(tk market.Tick) error {
+			if now := time.Now(); tk.Time.After(now) {
+				t.Fatalf("speed %v, tick %d: Time %v is %v after now", speed, n, tk.Time, tk.Time.Sub(now))
+			}
+			if tk.Time.UnixNano() > tk.Published {
+				t.Fatalf("speed %v, tick %d: Time %d after Published %d", speed, n, tk.Time.UnixNano(), tk.Published)
+			}
+			n++
+			return nil
+		})
+		if err != nil || n != len(orig) {
+			t.Fatalf("speed %v: Run = %v after %d ticks, want all %d", speed, err, n, len(orig))
+		}
+	}
 }

@@ -6,12 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,7 +144,11 @@ func runFeedReplay(args []string, stderr io.Writer) int {
 	const name = "feed replay"
 	fs := newFlagSet(name,
 		"Replays recorded quotes (ts,symbol,bid,ask rows, plain or gzip CSV) to the tick bus, shifted so that\n"+
-			"the first quote is now and paced by --speed. Malformed rows are counted and skipped.\n",
+			"the first quote is now and paced by --speed. Quote times are scaled by the speed too, so a quote's\n"+
+			"time is when it is published, never later: at 10x a recorded minute is replayed, and stamped, as\n"+
+			"6 seconds; at max each quote is stamped with the moment it is published. Malformed rows are counted\n"+
+			"and skipped. The file is read as it is replayed, in constant memory whatever its size, and read\n"+
+			"again from the start for each --loop.\n",
 		"  databridge feed replay --file ticks.csv.gz\n"+
 			"  databridge feed replay --file ticks.csv --speed 10x --loop --redis 127.0.0.1:6379 --stream databridge:ticks\n"+
 			"  databridge feed replay --file ticks.csv.gz --speed max --duration 1m\n",
@@ -151,7 +156,8 @@ func runFeedReplay(args []string, stderr io.Writer) int {
 	var bf busFlags
 	bf.register(fs)
 	file := fs.String("file", "", "the recorded quotes: a CSV of ts,symbol,bid,ask rows, plain or gzip (required)")
-	speedFlag := fs.String("speed", "1x", "replay speed: 1x is real time, 10x ten times faster, 0.5x half; max does not wait")
+	speedFlag := fs.String("speed", "1x", "replay speed: 1x is real time, 10x ten times faster, 0.5x half; max does not wait.\n"+
+		"Quote times scale with it, so they never run ahead of the clock")
 	loop := fs.Bool("loop", false, "start over after the last quote, with time moving on, until stopped")
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
@@ -170,46 +176,50 @@ func runFeedReplay(args []string, stderr io.Writer) int {
 		return usageError(stderr, name, err)
 	}
 
-	ticks, stats, err := readTicks(*file, stderr)
+	skips := &skipCounter{path: *file, w: stderr}
+	replayer, err := feed.OpenReplayer(*file, feed.ReplayConfig{Speed: speed, Loop: *loop, OnSkip: skips.onSkip})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge %s: %v\n", name, err)
 		return 1
 	}
-	replayer, err := feed.NewReplayer(ticks, feed.ReplayConfig{Speed: speed, Loop: *loop})
-	if err != nil {
-		fmt.Fprintf(stderr, "databridge %s: %s: %v\n", name, *file, err)
-		return 1
-	}
-	fmt.Fprintf(stderr, "databridge %s: start file=%s ticks=%d speed=%s loop=%t redis=%s stream=%s\n",
-		name, *file, len(ticks), *speedFlag, *loop, bf.redis, bf.stream)
-	return publishFeed(name, replayer, &bf, stats.Skipped, stderr)
+	defer replayer.Close()
+	fmt.Fprintf(stderr, "databridge %s: start file=%s speed=%s loop=%t redis=%s stream=%s\n",
+		name, *file, *speedFlag, *loop, bf.redis, bf.stream)
+	return publishFeed(name, replayer, &bf, skips.counts, stderr)
 }
 
-// readTicks reads a whole recording, printing the first few malformed rows
-// so that a user can find and fix them.
-func readTicks(path string, stderr io.Writer) ([]market.Tick, feed.Stats, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, feed.Stats{}, err
+// skipCounter prints the first few malformed rows of a replayed file, so
+// that a user can find and fix them, and counts them all by reason. The
+// replay reports rows as it reads them, while progress lines read the
+// counts from another goroutine.
+type skipCounter struct {
+	path string
+	w    io.Writer
+
+	mu       sync.Mutex
+	shown    int
+	byReason map[feed.Reason]int64
+}
+
+func (c *skipCounter) onSkip(line int64, reason feed.Reason, row []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byReason == nil {
+		c.byReason = make(map[feed.Reason]int64)
 	}
-	defer f.Close()
-	rd, err := feed.NewReader(f)
-	if err != nil {
-		return nil, feed.Stats{}, fmt.Errorf("%s: %w", path, err)
+	c.byReason[reason]++
+	if c.shown++; c.shown <= maxShownSkips {
+		fmt.Fprintf(c.w, "databridge feed replay: skipped row file=%s line=%d reason=%s row=%q\n", c.path, line, reason, row)
+	} else if c.shown == maxShownSkips+1 {
+		fmt.Fprintf(c.w, "databridge feed replay: more malformed rows in %s are counted, not shown\n", c.path)
 	}
-	shown := 0
-	rd.OnSkip = func(line int64, reason feed.Reason, row []byte) {
-		if shown++; shown <= maxShownSkips {
-			fmt.Fprintf(stderr, "databridge feed replay: skipped row file=%s line=%d reason=%s row=%q\n", path, line, reason, row)
-		} else if shown == maxShownSkips+1 {
-			fmt.Fprintf(stderr, "databridge feed replay: more malformed rows in %s are counted, not shown\n", path)
-		}
-	}
-	ticks, err := rd.ReadAll()
-	if err != nil {
-		return nil, rd.Stats(), fmt.Errorf("%s: %w", path, err)
-	}
-	return ticks, rd.Stats(), nil
+}
+
+// counts returns a copy of the counts so far.
+func (c *skipCounter) counts() map[feed.Reason]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.byReason)
 }
 
 func runFeedSimulate(args []string, stderr io.Writer) int {
@@ -308,9 +318,10 @@ func (quietRedisLog) Printf(context.Context, string, ...any) {}
 var quietRedis sync.Once
 
 // publishFeed runs src into a RedisPublisher until src ends, the duration
-// passes or a signal arrives, printing progress to stderr. skipped holds
-// the source's malformed rows by reason, printed with every progress line.
-func publishFeed(name string, src source, bf *busFlags, skipped map[feed.Reason]int64, stderr io.Writer) int {
+// passes or a signal arrives, printing progress to stderr. skipped, if not
+// nil, returns the source's malformed rows so far by reason, printed with
+// every progress line.
+func publishFeed(name string, src source, bf *busFlags, skipped func() map[feed.Reason]int64, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if bf.duration > 0 {
@@ -396,7 +407,7 @@ type reporter struct {
 	w       io.Writer
 	pub     *bus.RedisPublisher
 	emitted *atomic.Int64
-	skipped map[feed.Reason]int64
+	skipped func() map[feed.Reason]int64 // nil: the source has no rows to skip
 	start   time.Time
 
 	lastAt        time.Time
@@ -425,17 +436,18 @@ func (r *reporter) print(event string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "databridge %s: %s elapsed=%s emitted=%d published=%d rate=%.0f/s dropped=%d redis_errors=%d",
 		r.name, event, now.Sub(r.start).Round(time.Millisecond), r.emitted.Load(), st.Published, rate, st.Dropped, st.Errors)
+	var skipped map[feed.Reason]int64
+	if r.skipped != nil {
+		skipped = r.skipped()
+	}
 	var total int64
-	reasons := make([]feed.Reason, 0, len(r.skipped))
-	for reason, n := range r.skipped {
+	for _, n := range skipped {
 		total += n
-		reasons = append(reasons, reason)
 	}
 	if total > 0 {
-		sort.Slice(reasons, func(i, j int) bool { return reasons[i] < reasons[j] })
 		fmt.Fprintf(&b, " skipped_rows=%d", total)
-		for _, reason := range reasons {
-			fmt.Fprintf(&b, " skipped_%s=%d", reason, r.skipped[reason])
+		for _, reason := range slices.Sorted(maps.Keys(skipped)) {
+			fmt.Fprintf(&b, " skipped_%s=%d", reason, skipped[reason])
 		}
 	}
 	if st.LastError != "" && st.Errors > 0 {

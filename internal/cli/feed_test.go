@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,77 @@ func TestFeedReplayPublishesEveryRow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFeedReplayTimesNeverPassPublishTime: faster than real time, a
+// replayed quote's time t is never after its publish time p, so a client
+// never computes a negative quote age.
+func TestFeedReplayTimesNeverPassPublishTime(t *testing.T) {
+	for _, speed := range []string{"1000x", "max"} { // the 2-minute slice takes 120 ms at 1000x
+		t.Run(speed, func(t *testing.T) {
+			client, addr, stream := feedRedis(t)
+			path := filepath.Join(feedTestdata, "lean_fxcm_eurusd_nzdusd_20140508_1145.csv.gz")
+			code, _ := runFeedCommand(t, "replay", "--file", path, "--speed", speed, "--redis", addr, "--stream", stream)
+			if code != 0 {
+				t.Fatalf("exit %d, want 0", code)
+			}
+			msgs := streamTicks(t, client, stream)
+			if len(msgs) != 2886 {
+				t.Fatalf("stream holds %d entries, want the slice's 2886", len(msgs))
+			}
+			for _, m := range msgs {
+				ts, err1 := strconv.ParseInt(m.Values[bus.FieldTime].(string), 10, 64)
+				ps, err2 := strconv.ParseInt(m.Values[bus.FieldPublished].(string), 10, 64)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("entry %s: times %v: %v, %v", m.ID, m.Values, err1, err2)
+				}
+				if ts > ps {
+					t.Fatalf("entry %s: quote time %v is %v after its publish time", m.ID, time.Unix(0, ts).UTC(), time.Duration(ts-ps))
+				}
+			}
+		})
+	}
+}
+
+// TestFeedReplayLoopReportsMalformedRowsOnce: a looping replay reads the file
+// once per loop, but prints and counts each malformed row once.
+func TestFeedReplayLoopReportsMalformedRowsOnce(t *testing.T) {
+	client, addr, stream := feedRedis(t)
+	path := filepath.Join(feedTestdata, "malformed.csv")
+	code, stderr := runFeedCommand(t, "replay", "--file", path, "--speed", "max", "--loop", "--duration", "300ms",
+		"--maxlen", "0", "--redis", addr, "--stream", stream)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if n := len(streamTicks(t, client, stream)); n <= 3*7 {
+		t.Errorf("stream holds %d entries, want many loops of the file's 7 good rows", n)
+	}
+	for _, want := range []string{"skipped_rows=12 ", "skipped_wrong_field_count=3 ", "skipped_bad_price=3 "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("summary lacks %q: malformed rows are counted once, not once per loop", want)
+		}
+	}
+	if n := strings.Count(stderr, "skipped row file="); n != 5 {
+		t.Errorf("%d malformed rows printed, want the first 5", n)
+	}
+	if n := strings.Count(stderr, "more malformed rows in "); n != 1 {
+		t.Errorf("%d notes that more rows are only counted, want 1", n)
+	}
+}
+
+// TestFeedReplayHelpSaysTimesScaleWithSpeed: the help says how quote times
+// relate to the speed, and that the file is streamed.
+func TestFeedReplayHelpSaysTimesScaleWithSpeed(t *testing.T) {
+	code, stderr := runFeedCommand(t, "replay", "-h")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	for _, want := range []string{"Quote times are scaled by the speed", "never later", "at max each quote is stamped with the moment it is published",
+		"constant memory", "Quote times scale with it, so they never run ahead of the clock"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("replay help lacks %q", want)
+		}
 	}
 }
 
