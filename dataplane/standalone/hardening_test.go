@@ -60,13 +60,6 @@ func TestRevokedKeyEndsItsSessions(t *testing.T) {
 	a.next("welcome")
 	b := dial(t, urls["free"], bob.Key.Reveal())
 	b.next("welcome")
-	alive := func(c *client, id string) {
-		t.Helper()
-		c.send(protocol.Request{Type: "ping", ID: id})
-		if p := c.next("pong"); p["id"] != id {
-			t.Fatalf("pong = %v", p)
-		}
-	}
 
 	rotated, _ := tierconfig.NewKeyGenerator(nil).NewKey()
 	editUser(t, sys, "free", alice.Tenant, alice.User, func(u tierconfig.User) *tierconfig.User {
@@ -90,7 +83,7 @@ func TestRevokedKeyEndsItsSessions(t *testing.T) {
 	if e := decode[protocol.Error](t, old.next("error")); e.Code != protocol.CodeUnauthorized {
 		t.Fatalf("the old key opened %+v", e)
 	}
-	alive(b, "b1")
+	b.alive("b1")
 
 	// Removing bob ends his session; alice's new one stays.
 	editUser(t, sys, "free", bob.Tenant, bob.User, func(tierconfig.User) *tierconfig.User { return nil })
@@ -100,7 +93,7 @@ func TestRevokedKeyEndsItsSessions(t *testing.T) {
 	if code := b.waitClosed(); code != protocol.CloseUnauthorized {
 		t.Fatalf("close code %d, want %d", code, protocol.CloseUnauthorized)
 	}
-	alive(n, "n1")
+	n.alive("n1")
 }
 
 // rawStream opens a WebSocket connection to url's host without a key and

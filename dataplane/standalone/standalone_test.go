@@ -161,6 +161,15 @@ func (c *client) next(typ string) map[string]any {
 	}
 }
 
+// alive checks the session still answers: a ping gets its pong.
+func (c *client) alive(id string) {
+	c.t.Helper()
+	c.send(protocol.Request{Type: "ping", ID: id})
+	if p := c.next("pong"); p["id"] != id {
+		c.t.Fatalf("pong = %v", p)
+	}
+}
+
 func (c *client) code() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -486,13 +495,6 @@ func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
 	a.next("welcome")
 	b := dial(t, urls["pro"], bot.Key.Reveal())
 	b.next("welcome")
-	alive := func(c *client, id string) {
-		t.Helper()
-		c.send(protocol.Request{Type: "ping", ID: id})
-		if p := c.next("pong"); p["id"] != id {
-			t.Fatalf("pong = %v", p)
-		}
-	}
 
 	// A new tenant arrives: nobody is dropped, and its key works at once.
 	newKey, _ := tierconfig.NewKeyGenerator(nil).NewKey()
@@ -500,8 +502,8 @@ func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
 		return append(ts, tierconfig.Tenant{ID: "tenant-new/new", Namespace: "tenant-new", Name: "new", Company: "New Co",
 			Tier: "pro", Users: []tierconfig.User{{Name: "u", KeyHash: newKey.Hash()}}})
 	})
-	alive(a, "a1")
-	alive(b, "b1")
+	a.alive("a1")
+	b.alive("b1")
 	n := dial(t, urls["pro"], newKey.Reveal())
 	if w := decode[protocol.Welcome](t, n.next("welcome")); w.Company != "New Co" {
 		t.Fatalf("new tenant's welcome = %+v", w)
@@ -524,7 +526,7 @@ func TestReloadKeepsConnectionsUnlessSuspended(t *testing.T) {
 			t.Fatalf("close code %d, want %d", code, protocol.CloseSuspended)
 		}
 	}
-	alive(n, "n1")
+	n.alive("n1")
 	metrics := httpGet(t, "http"+strings.TrimSuffix(strings.TrimPrefix(urls["pro"], "ws"), "/v1/stream")+"/metrics")
 	if want := `databridge_sessions_closed_total{code="suspended",tier="pro"} 2`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
