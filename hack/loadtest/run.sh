@@ -10,7 +10,8 @@
 # to $OUT (default /tmp/databridge-loadtest/<scenario>-<n>.json). DURATION and
 # WARMUP set the measurement window, CLIENTS the clients of A, DEBUG_ADDR
 # serves the server's pprof there, SERVER_ENV prefixes the server's command
-# (e.g. "env GOMAXPROCS=1").
+# (e.g. "env GOMAXPROCS=1") and SERVER_FLAGS adds flags to it (e.g.
+# "--writer-only").
 set -euo pipefail
 
 scenario=${1:?usage: $0 A|B|C [repetitions]}
@@ -49,7 +50,7 @@ trap cleanup EXIT
 for n in $(seq 1 "$reps"); do
 	stream="databridge:loadtest:$scenario:$n:$$"
 	${SERVER_ENV:-} "$bin" standalone --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
-		--port "$PORT" --keys-file "$work/keys.json" ${DEBUG_ADDR:+--debug-addr "$DEBUG_ADDR"} >"$work/server-$scenario-$n.log" 2>&1 &
+		--port "$PORT" --keys-file "$work/keys.json" ${DEBUG_ADDR:+--debug-addr "$DEBUG_ADDR"} ${SERVER_FLAGS:-} >"$work/server-$scenario-$n.log" 2>&1 &
 	server=$!
 	pids+=("$server")
 	for _ in $(seq 1 100); do
