@@ -701,16 +701,16 @@ func quote(s string) string { return strconv.Quote(prefix(s)) }
 // request, naming the field when one has the wrong type.
 func requestError(err error) string {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		if te.Field == "symbols" {
-			return `"symbols" must be a list of strings, e.g. "symbols":["EURUSD"]`
-		}
-		return fmt.Sprintf("%s must be a string, not a %s", strconv.Quote(prefix(te.Field)), te.Value)
+	if !errors.As(err, &te) {
+		return "message is not a JSON object: " + clip(err.Error(), 160)
 	}
-	if errors.As(err, &te) {
+	switch te.Field {
+	case "":
 		return fmt.Sprintf("a message must be a JSON object, not a %s", te.Value)
+	case "symbols":
+		return `"symbols" must be a list of strings, e.g. "symbols":["EURUSD"]`
 	}
-	return "message is not a JSON object: " + clip(err.Error(), 160)
+	return fmt.Sprintf("%s must be a string, not a %s", strconv.Quote(prefix(te.Field)), te.Value)
 }
 
 func (s *Server) sendError(c *conn, e protocol.Error) {
