@@ -223,33 +223,81 @@ func (h *Hub) Sessions() []*Session {
 func (h *Hub) Subscribe(s *Session, symbols []string, reply []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := getMsg()
-	b := append(m.buf[:maxHeader], `{"type":"snapshot","ticks":[`...)
-	n := 0
+	added := h.addSubs(s, symbols)
+	s.enqueue(newMsg(reply))
+	h.snapshot(s, added)
+}
+
+// addSubs adds the symbols the session does not have yet and returns their
+// slots (under h.mu); each starts as seen up to the slot's current value,
+// which its snapshot delivers.
+func (h *Hub) addSubs(s *Session, symbols []string) []int32 {
+	added := make([]int32, 0, len(symbols))
 	for _, sym := range symbols {
 		i, ok := h.index[sym]
 		if !ok || s.subscribed(i) {
 			continue
 		}
+		s.addSub(sub{slot: i, seq: h.slots[i].seq})
+		added = append(added, i)
+	}
+	return added
+}
+
+// snapshot queues a snapshot of the latest value of each of slots that has
+// one, as far as the session's budget grants (under h.mu). A value the
+// budget leaves out is marked unseen, so a later frame delivers it.
+func (h *Hub) snapshot(s *Session, slots []int32) {
+	n := 0
+	for _, i := range slots {
+		if h.slots[i].seq > 0 {
+			n++
+		}
+	}
+	granted := n
+	if n > 0 && s.cfg.Budget != nil {
+		granted = s.cfg.Budget.Take(n)
+	}
+	m := getMsg()
+	m.built = time.Now().UnixNano()
+	b := append(m.buf[:maxHeader], `{"type":"snapshot","ticks":[`...)
+	k := 0
+	for _, i := range slots {
 		sl := &h.slots[i]
-		s.addSub(sub{slot: i, seq: sl.seq})
 		if sl.seq == 0 {
 			continue
 		}
-		if n > 0 {
+		if k == granted {
+			s.subs[s.subIndex(i)].seq = 0
+			continue
+		}
+		if k > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, sl.enc...)
-		n++
+		s.subs[s.subIndex(i)].seq = sl.seq
+		k++
 	}
 	m.buf = append(b, "]}"...)
-	m.ticks = n
-	s.enqueue(newMsg(reply))
-	if n == 0 {
+	m.ticks = k
+	if k == 0 {
 		putMsg(m)
 		return
 	}
 	s.enqueue(m)
+}
+
+// Refresh queues a fresh snapshot of every symbol the session is subscribed
+// to, as far as its budget grants: what a session gets when it may receive
+// data again (its quota was reset) after a pause.
+func (h *Hub) Refresh(s *Session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	slots := make([]int32, len(s.subs))
+	for k, su := range s.subs {
+		slots[k] = su.slot
+	}
+	h.snapshot(s, slots)
 }
 
 // Unsubscribe removes symbols from the session and queues reply.
@@ -365,7 +413,8 @@ func (h *Hub) build() {
 		if s.stepMask != 0 && h.flushes&s.stepMask != 0 {
 			continue
 		}
-		if !h.hasNews(s) {
+		news := h.news(s)
+		if news == 0 {
 			continue
 		}
 		pending, ended := s.flushState()
@@ -377,7 +426,12 @@ func (h *Hub) build() {
 			continue
 		}
 		s.behind = 0
-		h.frame(s)
+		if s.cfg.Budget != nil {
+			if news = s.cfg.Budget.Take(news); news == 0 {
+				continue // nothing granted: the values stay due
+			}
+		}
+		h.frame(s, news)
 		if s.step > 0 {
 			if s.onTime++; s.onTime >= h.cfg.StepUpAfter {
 				s.onTime = 0
@@ -391,18 +445,22 @@ func (h *Hub) build() {
 	}
 }
 
-func (h *Hub) hasNews(s *Session) bool {
+// news counts the session's symbols with a value it has not received.
+func (h *Hub) news(s *Session) int {
+	n := 0
 	for _, su := range s.subs {
 		if h.slots[su.slot].seq > su.seq {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
-// frame builds and queues one market_data frame for s.
-func (h *Hub) frame(s *Session) {
+// frame builds and queues one market_data frame for s with at most max of
+// its news (in symbol order); the rest stays due.
+func (h *Hub) frame(s *Session, max int) {
 	m := getMsg()
+	m.built = time.Now().UnixNano()
 	s.frameSeq++
 	b := append(m.buf[:maxHeader], h.headers[s.step]...)
 	b = strconv.AppendUint(b, s.frameSeq, 10)
@@ -414,6 +472,9 @@ func (h *Hub) frame(s *Session) {
 		sl := &h.slots[su.slot]
 		if sl.seq <= su.seq {
 			continue
+		}
+		if n == max {
+			break
 		}
 		if n > 0 {
 			b = append(b, ',')

@@ -39,9 +39,40 @@ type SessionConfig struct {
 	// goroutine; what it returns (if not nil) is written (usage messages).
 	Periodic         func() []byte
 	PeriodicInterval time.Duration
-	// OnTicks, if set, is called after each snapshot or market_data message is
-	// written, with the number of ticks it carried (the metered data points).
-	OnTicks func(ticks int)
+	// OnDelivered, if set, is called after each snapshot or market_data
+	// message is written to the client's socket, on the goroutine that wrote
+	// it (never two at once for one session). The Delivery is valid only
+	// during the call.
+	OnDelivered func(d *Delivery)
+	// Budget, if set, grants the ticks a snapshot or frame may carry: the
+	// hub asks it before it builds one and leaves out what it does not
+	// grant, which stays due for a later frame. Nil grants everything.
+	Budget Budget
+}
+
+// Budget grants data points to a session (its tenant's quota). Take is
+// called under the hub's lock for every frame, so it must not block.
+type Budget interface {
+	// Take returns how many of n ticks the session may receive now, 0..n.
+	Take(n int) int
+}
+
+// Delivery is one message with ticks that the client's socket took.
+type Delivery struct {
+	// Ticks is how many ticks it carried: the data points delivered.
+	Ticks int
+	// Bytes is the message's size on the wire.
+	Bytes int
+	// Frame is true for a market_data frame, false for a snapshot.
+	Frame bool
+	// Origins holds, per tick of a frame, when the feed published it (or
+	// the data plane took it in when the feed stamped no time), in Unix
+	// nanoseconds: what the SLA measures from. Empty for a snapshot, whose
+	// values are the latest known rather than news.
+	Origins []int64
+	// Built and Written are when the hub built the message and when its
+	// last byte entered the socket, in Unix nanoseconds.
+	Built, Written int64
 }
 
 // Session is one client connection's outbound side: a bounded queue that the
@@ -474,18 +505,22 @@ func (s *Session) write(conn Conn, m *msg) error {
 // then marks written (inFlight) under the session's lock.
 func (s *Session) sent(m *msg) (frame bool) {
 	defer putMsg(m)
+	now := time.Now().UnixNano()
 	if m.ticks > 0 {
 		// Snapshot and frame ticks alike are data points the client received.
 		s.m.delivered.Add(float64(m.ticks))
 		s.delivered.Add(int64(m.ticks))
-		if s.cfg.OnTicks != nil {
-			s.cfg.OnTicks(m.ticks)
+		if s.cfg.OnDelivered != nil {
+			d := Delivery{Ticks: m.ticks, Bytes: len(m.buf) - m.headerStart, Frame: m.frame, Built: m.built, Written: now}
+			if m.frame {
+				d.Origins = m.origins
+			}
+			s.cfg.OnDelivered(&d)
 		}
 	}
 	if !m.frame {
 		return false
 	}
-	now := time.Now().UnixNano()
 	for _, o := range m.origins {
 		s.m.latency.Observe(float64(now-o) / 1e9)
 	}
@@ -497,6 +532,11 @@ func (s *Session) sent(m *msg) (frame bool) {
 func (s *Session) subscribed(i int32) bool {
 	k := sort.Search(len(s.subs), func(k int) bool { return s.subs[k].slot >= i })
 	return k < len(s.subs) && s.subs[k].slot == i
+}
+
+// subIndex returns the index in subs of slot i, which the session has.
+func (s *Session) subIndex(i int32) int {
+	return sort.Search(len(s.subs), func(k int) bool { return s.subs[k].slot >= i })
 }
 
 func (s *Session) addSub(su sub) {
@@ -526,6 +566,10 @@ type msg struct {
 	frame   bool
 	ticks   int
 	origins []int64 // per tick of a frame, its publish (or ingest) time, for the latency histogram
+	built   int64   // when the hub built it (Unix ns), for frames and snapshots
+	// headerStart is where the sealed frame began before any partial
+	// write moved start on: the message's size on the wire is from here.
+	headerStart int
 }
 
 var msgPool = sync.Pool{New: func() any { return &msg{buf: make([]byte, maxHeader, 1024), pooled: true} }}
@@ -553,6 +597,7 @@ func newFrame(opcode byte, payload []byte) *msg {
 func (m *msg) seal(opcode byte) {
 	if !m.sealed {
 		m.start = putHeader(m.buf, opcode, len(m.buf)-maxHeader)
+		m.headerStart = m.start
 		m.sealed = true
 	}
 }
@@ -569,9 +614,10 @@ func putMsg(m *msg) {
 	}
 	m.free = true
 	m.buf = m.buf[:maxHeader]
-	m.start, m.sealed = 0, false
+	m.start, m.headerStart, m.sealed = 0, 0, false
 	m.frame = false
 	m.ticks = 0
+	m.built = 0
 	m.origins = m.origins[:0]
 	msgPool.Put(m)
 }
