@@ -18,9 +18,17 @@ const (
 	BreachActionLog BreachAction = "Log"
 )
 
-// LatencyObjective is the promise on ingest-to-client latency.
+// LatencyObjective is the promise on feed-to-client latency.
 type LatencyObjective struct {
-	// threshold is the latency a delivery must beat, e.g. 10ms. Positive.
+	// threshold is the latency a delivery must beat, e.g. 30ms. Positive.
+	// What is measured, per tick delivered in a market_data frame: from the
+	// feed's publish time (published_us) to the frame's last byte entering
+	// the client's socket. That includes the wait for the tier's conflation
+	// window (up to its updateInterval), any lag of the data plane behind
+	// the tick stream, and the write; snapshots (latest values sent on
+	// subscribe) are not measured. A threshold at or below the tier's
+	// updateInterval can therefore never be met: set it to the interval plus
+	// a margin (the samples use 500ms, 50ms and 20ms above 1s, 100ms and 10ms).
 	// +required
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16

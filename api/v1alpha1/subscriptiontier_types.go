@@ -62,6 +62,8 @@ type SymbolSelector struct {
 
 // Quotas bound what a tenant may use. Daily counters reset at 00:00 UTC.
 // +kubebuilder:validation:XValidation:rule="!has(self.maxConnectionsPerTenant) || self.maxConnectionsPerTenant >= self.maxConnectionsPerUser",message="maxConnectionsPerTenant must be at least maxConnectionsPerUser"
+// +kubebuilder:validation:XValidation:rule="!has(self.dailyAPICallsPerUser) || !has(self.dailyAPICalls) || self.dailyAPICallsPerUser <= self.dailyAPICalls",message="dailyAPICallsPerUser must not exceed dailyAPICalls, the whole tenant's quota"
+// +kubebuilder:validation:XValidation:rule="!has(self.dailyDataPointsPerUser) || !has(self.dailyDataPoints) || self.dailyDataPointsPerUser <= self.dailyDataPoints",message="dailyDataPointsPerUser must not exceed dailyDataPoints, the whole tenant's quota"
 type Quotas struct {
 	// dailyAPICalls is how many REST calls and stream subscriptions a tenant
 	// may make per UTC day. Unset means unlimited.
@@ -74,6 +76,19 @@ type Quotas struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	DailyDataPoints *int64 `json:"dailyDataPoints,omitempty"`
+
+	// dailyAPICallsPerUser caps each user (API key) of a tenant within the
+	// tenant's daily API calls, so that one runaway client cannot use up
+	// the whole company's quota. Unset means only the tenant's quota applies.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DailyAPICallsPerUser *int64 `json:"dailyAPICallsPerUser,omitempty"`
+
+	// dailyDataPointsPerUser caps each user of a tenant within the tenant's
+	// daily data points. Unset means only the tenant's quota applies.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DailyDataPointsPerUser *int64 `json:"dailyDataPointsPerUser,omitempty"`
 
 	// maxConnectionsPerUser is how many stream connections one user (one API
 	// key) may hold at once.

@@ -33,6 +33,16 @@ type QuotaOverrides struct {
 	// +kubebuilder:validation:Minimum=0
 	DailyDataPoints *int64 `json:"dailyDataPoints,omitempty"`
 
+	// dailyAPICallsPerUser replaces the tier's per-user daily API call cap.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DailyAPICallsPerUser *int64 `json:"dailyAPICallsPerUser,omitempty"`
+
+	// dailyDataPointsPerUser replaces the tier's per-user daily data point cap.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DailyDataPointsPerUser *int64 `json:"dailyDataPointsPerUser,omitempty"`
+
 	// maxConnectionsPerUser replaces the tier's per-user connection limit.
 	// +optional
 	// +kubebuilder:validation:Minimum=1

@@ -176,6 +176,16 @@ func (in *QuotaOverrides) DeepCopyInto(out *QuotaOverrides) {
 		*out = new(int64)
 		**out = **in
 	}
+	if in.DailyAPICallsPerUser != nil {
+		in, out := &in.DailyAPICallsPerUser, &out.DailyAPICallsPerUser
+		*out = new(int64)
+		**out = **in
+	}
+	if in.DailyDataPointsPerUser != nil {
+		in, out := &in.DailyDataPointsPerUser, &out.DailyDataPointsPerUser
+		*out = new(int64)
+		**out = **in
+	}
 	if in.MaxConnectionsPerUser != nil {
 		in, out := &in.MaxConnectionsPerUser, &out.MaxConnectionsPerUser
 		*out = new(int32)
@@ -208,6 +218,16 @@ func (in *Quotas) DeepCopyInto(out *Quotas) {
 	}
 	if in.DailyDataPoints != nil {
 		in, out := &in.DailyDataPoints, &out.DailyDataPoints
+		*out = new(int64)
+		**out = **in
+	}
+	if in.DailyAPICallsPerUser != nil {
+		in, out := &in.DailyAPICallsPerUser, &out.DailyAPICallsPerUser
+		*out = new(int64)
+		**out = **in
+	}
+	if in.DailyDataPointsPerUser != nil {
+		in, out := &in.DailyDataPointsPerUser, &out.DailyDataPointsPerUser
 		*out = new(int64)
 		**out = **in
 	}

@@ -63,6 +63,8 @@ func CompileTier(tier dbv1.SubscriptionTier, sla *dbv1.SLAPolicy, all []dbv1.Sub
 		Quotas: Quotas{
 			DailyAPICalls:           clonePtr(spec.Quotas.DailyAPICalls),
 			DailyDataPoints:         clonePtr(spec.Quotas.DailyDataPoints),
+			DailyAPICallsPerUser:    clonePtr(spec.Quotas.DailyAPICallsPerUser),
+			DailyDataPointsPerUser:  clonePtr(spec.Quotas.DailyDataPointsPerUser),
 			MaxConnectionsPerUser:   spec.Quotas.MaxConnectionsPerUser,
 			MaxConnectionsPerTenant: clonePtr(spec.Quotas.MaxConnectionsPerTenant),
 		},
@@ -77,6 +79,7 @@ func CompileTier(tier dbv1.SubscriptionTier, sla *dbv1.SLAPolicy, all []dbv1.Sub
 	}
 	t.index()
 	t.Upgrades = upgrades(t, all)
+	t.QuotaUpgrade = quotaUpgrade(t, all)
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
@@ -160,6 +163,45 @@ func upgrades(t *Tier, all []dbv1.SubscriptionTier) map[string]string {
 	return up
 }
 
+// quotaUpgrade returns the cheapest other tier whose daily quotas allow at
+// least as many API calls and data points as t's, and more of one of them
+// (unset is unlimited). Tiers that do not compile or are being deleted are
+// left out, as in upgrades.
+func quotaUpgrade(t *Tier, all []dbv1.SubscriptionTier) string {
+	// more compares two limits, nil being unlimited: 1 when a allows more.
+	more := func(a, b *int64) int {
+		switch {
+		case a == nil && b == nil:
+			return 0
+		case a == nil:
+			return 1
+		case b == nil:
+			return -1
+		}
+		return cmp.Compare(*a, *b)
+	}
+	best, bestCents := "", int64(0)
+	for i := range all {
+		o := &all[i]
+		if o.Name == t.Name || o.DeletionTimestamp != nil {
+			continue
+		}
+		cents, err := parseCents(o.Spec.Price.Monthly)
+		if err != nil {
+			continue
+		}
+		calls := more(o.Spec.Quotas.DailyAPICalls, t.Quotas.DailyAPICalls)
+		points := more(o.Spec.Quotas.DailyDataPoints, t.Quotas.DailyDataPoints)
+		if calls < 0 || points < 0 || calls+points == 0 {
+			continue
+		}
+		if best == "" || cents < bestCents || cents == bestCents && o.Name < best {
+			best, bestCents = o.Name, cents
+		}
+	}
+	return best
+}
+
 // CompileTenant compiles t into the Tenant its tier's data plane reads.
 // keyHashes maps a user name to the hex SHA-256 of that user's current API
 // key (see HashKey); a user without an entry gets no hash and cannot
@@ -189,6 +231,8 @@ func CompileTenant(t dbv1.Tenant, keyHashes map[string]string) Tenant {
 			out.Quotas = QuotaOverrides{
 				DailyAPICalls:           clonePtr(q.DailyAPICalls),
 				DailyDataPoints:         clonePtr(q.DailyDataPoints),
+				DailyAPICallsPerUser:    clonePtr(q.DailyAPICallsPerUser),
+				DailyDataPointsPerUser:  clonePtr(q.DailyDataPointsPerUser),
 				MaxConnectionsPerUser:   clonePtr(q.MaxConnectionsPerUser),
 				MaxConnectionsPerTenant: clonePtr(q.MaxConnectionsPerTenant),
 			}

@@ -25,6 +25,7 @@ func TestCompileSampleTiers(t *testing.T) {
 		level         market.Level
 		retention     time.Duration
 		apiCalls      *int64
+		dataPoints    *int64
 		perUser       int32
 		latency       time.Duration
 		price         string
@@ -33,19 +34,19 @@ func TestCompileSampleTiers(t *testing.T) {
 	}{
 		{
 			tier: "free", symbols: free, interval: time.Second, level: market.Basic,
-			retention: 7 * 24 * time.Hour, apiCalls: ptr[int64](1000), perUser: 1, latency: time.Second, price: "0",
+			retention: 7 * 24 * time.Hour, apiCalls: ptr[int64](1000), dataPoints: ptr[int64](100_000), perUser: 1, latency: 1500 * time.Millisecond, price: "0",
 			upgrades:      map[string]string{"USDCHF": "pro", "EURJPY": "pro", "USDSEK": "enterprise", "USDTRY": "enterprise"},
 			notUpgradable: free,
 		},
 		{
 			tier: "pro", symbols: majors, interval: 100 * time.Millisecond, level: market.High,
-			retention: 90 * 24 * time.Hour, apiCalls: ptr[int64](50000), perUser: 5, latency: 100 * time.Millisecond, price: "99",
+			retention: 90 * 24 * time.Hour, apiCalls: ptr[int64](50000), dataPoints: ptr[int64](20_000_000), perUser: 5, latency: 150 * time.Millisecond, price: "99",
 			upgrades:      map[string]string{"USDSEK": "enterprise"},
 			notUpgradable: majors,
 		},
 		{
 			tier: "enterprise", symbols: catalog.Names(), interval: 10 * time.Millisecond, level: market.Premium,
-			retention: 365 * 24 * time.Hour, apiCalls: nil, perUser: 50, latency: 10 * time.Millisecond, price: "499",
+			retention: 365 * 24 * time.Hour, apiCalls: nil, perUser: 50, latency: 30 * time.Millisecond, price: "499",
 		},
 	}
 	for _, tt := range tests {
@@ -66,8 +67,8 @@ func TestCompileSampleTiers(t *testing.T) {
 			if !reflect.DeepEqual(got.Quotas.DailyAPICalls, tt.apiCalls) {
 				t.Errorf("dailyAPICalls = %v, want %v", deref(got.Quotas.DailyAPICalls), deref(tt.apiCalls))
 			}
-			if got.Quotas.DailyDataPoints != nil {
-				t.Errorf("dailyDataPoints = %d, want unlimited", *got.Quotas.DailyDataPoints)
+			if !reflect.DeepEqual(got.Quotas.DailyDataPoints, tt.dataPoints) {
+				t.Errorf("dailyDataPoints = %v, want %v", deref(got.Quotas.DailyDataPoints), deref(tt.dataPoints))
 			}
 			if got.Quotas.MaxConnectionsPerUser != tt.perUser {
 				t.Errorf("maxConnectionsPerUser = %d, want %d", got.Quotas.MaxConnectionsPerUser, tt.perUser)
@@ -259,8 +260,8 @@ func TestTierJSON(t *testing.T) {
 	// The field names and duration format are the contract with the operator.
 	for _, want := range []string{
 		`"name":"pro"`, `"updateInterval":"100ms"`, `"dataQuality":"High"`, `"historyRetention":"2160h0m0s"`,
-		`"quotas":{"dailyAPICalls":50000,"maxConnectionsPerUser":5}`,
-		`"sla":{"policy":"pro",`, `"latencyThreshold":"100ms"`, `"latencyObjective":0.999`, `"availabilityObjective":0.999`, `"window":"720h0m0s"`,
+		`"quotas":{"dailyAPICalls":50000,"dailyDataPoints":20000000,"maxConnectionsPerUser":5}`, `"quotaUpgrade":"enterprise"`,
+		`"sla":{"policy":"pro",`, `"latencyThreshold":"150ms"`, `"latencyObjective":0.999`, `"availabilityObjective":0.999`, `"window":"720h0m0s"`,
 		`"upgrades":{`, `"USDSEK":"enterprise"`, `"price":{"monthly":"99","currency":"USD"}`, `"endpoint":""`,
 	} {
 		if !strings.Contains(string(data), want) {
@@ -310,5 +311,51 @@ func TestParseTierErrors(t *testing.T) {
 				t.Errorf("ParseTier error = %v, want one mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestQuotaUpgradeIsTheCheapestTierThatAllowsMore(t *testing.T) {
+	q := func(calls, points *int64) tierOpt {
+		return withTierQuotas(dbv1.Quotas{DailyAPICalls: calls, DailyDataPoints: points, MaxConnectionsPerUser: 1})
+	}
+	all := []dbv1.SubscriptionTier{
+		testTier("free", q(ptr[int64](1000), ptr[int64](100_000))),
+		testTier("fewer", withPrice("1"), q(ptr[int64](500), ptr[int64](1_000_000))),      // fewer calls: not an upgrade
+		testTier("same", withPrice("2"), q(ptr[int64](1000), ptr[int64](100_000))),        // allows no more
+		testTier("pro", withPrice("49"), q(ptr[int64](100_000), ptr[int64](10_000_000))), // more of both
+		testTier("gone", withPrice("3"), q(nil, nil), deleting()),
+		testTier("enterprise", withPrice("499"), q(nil, nil)),
+	}
+	for _, tc := range []struct{ tier, want string }{
+		{"free", "pro"},
+		{"pro", "enterprise"},
+		{"enterprise", ""}, // unlimited: nothing allows more
+	} {
+		i := slices.IndexFunc(all, func(o dbv1.SubscriptionTier) bool { return o.Name == tc.tier })
+		got, err := CompileTier(all[i], nil, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.QuotaUpgrade != tc.want {
+			t.Errorf("%s: QuotaUpgrade = %q, want %q", tc.tier, got.QuotaUpgrade, tc.want)
+		}
+	}
+}
+
+func TestPerUserQuotas(t *testing.T) {
+	tier, err := CompileTier(testTier("pro", withTierQuotas(dbv1.Quotas{
+		DailyDataPoints: ptr[int64](1000), DailyDataPointsPerUser: ptr[int64](400), MaxConnectionsPerUser: 1})), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := tier.DailyDataPointsPerUser(nil); !ok || n != 400 {
+		t.Errorf("tier cap = %d, %v; want 400", n, ok)
+	}
+	if _, ok := tier.DailyAPICallsPerUser(nil); ok {
+		t.Errorf("an unset per-user API call cap is limited")
+	}
+	tn := CompileTenant(testTenant("acme", withQuotaOverrides(dbv1.QuotaOverrides{DailyDataPointsPerUser: ptr[int64](900)})), nil)
+	if n, ok := tier.DailyDataPointsPerUser(&tn); !ok || n != 900 {
+		t.Errorf("override = %d, %v; want 900", n, ok)
 	}
 }

@@ -64,6 +64,10 @@ type QuotaOverrides struct {
 	DailyAPICalls *int64 `json:"dailyAPICalls,omitempty"`
 	// DailyDataPoints replaces the tier's daily data point quota.
 	DailyDataPoints *int64 `json:"dailyDataPoints,omitempty"`
+	// DailyAPICallsPerUser and DailyDataPointsPerUser replace the tier's
+	// per-user daily caps.
+	DailyAPICallsPerUser   *int64 `json:"dailyAPICallsPerUser,omitempty"`
+	DailyDataPointsPerUser *int64 `json:"dailyDataPointsPerUser,omitempty"`
 	// MaxConnectionsPerUser replaces the tier's per-user connection limit.
 	MaxConnectionsPerUser *int32 `json:"maxConnectionsPerUser,omitempty"`
 	// MaxConnectionsPerTenant replaces the tier's per-tenant connection limit.

@@ -39,6 +39,11 @@ type Tier struct {
 	// cheapest other tier that does, so a refused subscribe can name the tier
 	// to buy. Symbols no tier sells are absent.
 	Upgrades map[string]string `json:"upgrades,omitempty"`
+	// QuotaUpgrade is the cheapest other tier whose daily quotas allow more
+	// than this one's (both API calls and data points at least as many, one
+	// more), named when a tenant nears or runs out of its quota. Empty when
+	// no tier does.
+	QuotaUpgrade string `json:"quotaUpgrade,omitempty"`
 	// Price is what the tier costs per month, as in the SubscriptionTier.
 	Price Price `json:"price"`
 
@@ -55,6 +60,10 @@ type Quotas struct {
 	// DailyDataPoints is how many ticks a tenant may receive per UTC day; nil
 	// means unlimited.
 	DailyDataPoints *int64 `json:"dailyDataPoints,omitempty"`
+	// DailyAPICallsPerUser and DailyDataPointsPerUser cap each user within
+	// the tenant's quotas; nil means only the tenant's quota applies.
+	DailyAPICallsPerUser   *int64 `json:"dailyAPICallsPerUser,omitempty"`
+	DailyDataPointsPerUser *int64 `json:"dailyDataPointsPerUser,omitempty"`
 	// MaxConnectionsPerUser is how many stream connections one API key may
 	// hold at once; at least 1.
 	MaxConnectionsPerUser int32 `json:"maxConnectionsPerUser"`
@@ -125,6 +134,30 @@ func (t *Tier) DailyAPICalls(tenant *Tenant) (limit int64, limited bool) {
 	}
 	if t.Quotas.DailyAPICalls != nil {
 		return *t.Quotas.DailyAPICalls, true
+	}
+	return 0, false
+}
+
+// DailyAPICallsPerUser returns the cap on each of tenant's users' API calls
+// per day and whether there is one.
+func (t *Tier) DailyAPICallsPerUser(tenant *Tenant) (limit int64, limited bool) {
+	if tenant != nil && tenant.Quotas.DailyAPICallsPerUser != nil {
+		return *tenant.Quotas.DailyAPICallsPerUser, true
+	}
+	if t.Quotas.DailyAPICallsPerUser != nil {
+		return *t.Quotas.DailyAPICallsPerUser, true
+	}
+	return 0, false
+}
+
+// DailyDataPointsPerUser returns the cap on each of tenant's users' data
+// points per day and whether there is one.
+func (t *Tier) DailyDataPointsPerUser(tenant *Tenant) (limit int64, limited bool) {
+	if tenant != nil && tenant.Quotas.DailyDataPointsPerUser != nil {
+		return *tenant.Quotas.DailyDataPointsPerUser, true
+	}
+	if t.Quotas.DailyDataPointsPerUser != nil {
+		return *t.Quotas.DailyDataPointsPerUser, true
 	}
 	return 0, false
 }
