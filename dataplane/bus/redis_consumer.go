@@ -56,6 +56,12 @@ type RedisConsumerConfig struct {
 	// OnMalformed, if set, is called with the ID of every dropped entry and
 	// why it was dropped, from Run's goroutine.
 	OnMalformed func(id string, reason Reason)
+	// StartAfter, if set, is the entry ID ("<ms>-<seq>") that Run starts
+	// reading after, instead of the stream's newest entry: "0-0" reads
+	// everything the stream holds, and a recorder passes the last entry it
+	// stored, so that a restart resumes where it stopped. "" means the
+	// newest entry: a data plane wants live ticks only.
+	StartAfter string
 }
 
 // ConsumerStats counts what a RedisConsumer read.
@@ -87,8 +93,8 @@ func (s ConsumerStats) MalformedTotal() int64 {
 // RedisConsumer reads ticks from a Redis stream with XREAD BLOCK.
 //
 // A data plane wants live data only, so Run starts after the newest entry
-// in the stream when it is called; from then on it reads from the last ID it
-// saw, so nothing written while it runs is skipped, even across a Redis
+// in the stream when it is called (a recorder sets StartAfter instead);
+// from then on it reads from the last ID it saw, so nothing written while it runs is skipped, even across a Redis
 // failure (as long as the stream still holds the entries, see MaxLen). It
 // does not use XREAD's "$" for the start: "$" is resolved by each XREAD, so
 // entries written between a timed-out XREAD and the next (or during a
@@ -112,6 +118,7 @@ type RedisConsumer struct {
 	backoff     Backoff
 	now         func() int64
 	onMalformed func(string, Reason)
+	startAfter  string
 
 	received, errors, reconnects atomic.Int64
 	malformed                    [numReasons]atomic.Int64
@@ -147,6 +154,9 @@ func NewRedisConsumer(client redis.UniversalClient, cfg RedisConsumerConfig) (*R
 		return nil, fmt.Errorf("bus: consumer count %d, block %v, lag interval %v: none may be negative",
 			cfg.Count, cfg.Block, cfg.LagInterval)
 	}
+	if _, _, ok := parseID(cfg.StartAfter); cfg.StartAfter != "" && !ok {
+		return nil, fmt.Errorf("bus: consumer start ID %q: want a stream entry ID <ms>-<seq>, e.g. 0-0 for the whole stream", cfg.StartAfter)
+	}
 	c := &RedisConsumer{
 		client:      client,
 		stream:      cmp.Or(cfg.Stream, DefaultStream),
@@ -156,6 +166,7 @@ func NewRedisConsumer(client redis.UniversalClient, cfg RedisConsumerConfig) (*R
 		backoff:     cfg.Backoff,
 		now:         cfg.Now,
 		onMalformed: cfg.OnMalformed,
+		startAfter:  cfg.StartAfter,
 	}
 	if c.now == nil {
 		c.now = systemNow
@@ -166,11 +177,18 @@ func NewRedisConsumer(client redis.UniversalClient, cfg RedisConsumerConfig) (*R
 // Stream returns the key of the stream the consumer reads.
 func (c *RedisConsumer) Stream() string { return c.stream }
 
-// Run calls fn with every tick written to the stream from now on, in stream
-// order, until ctx is done; it then returns ctx.Err(). Redis failures are
-// counted and retried with backoff, never returned. fn runs on Run's
-// goroutine: while it runs, entries wait in the stream.
+// Run calls fn with every tick written to the stream from now on (or after
+// RedisConsumerConfig.StartAfter), in stream order, until ctx is done; it
+// then returns ctx.Err(). Redis failures are counted and retried with
+// backoff, never returned. fn runs on Run's goroutine: while it runs,
+// entries wait in the stream.
 func (c *RedisConsumer) Run(ctx context.Context, fn func(market.Tick)) error {
+	return c.RunEntries(ctx, func(_ string, t market.Tick) { fn(t) })
+}
+
+// RunEntries is Run for a consumer that needs each tick's stream entry ID,
+// such as a recorder, which stores it to resume from and to deduplicate by.
+func (c *RedisConsumer) RunEntries(ctx context.Context, fn func(id string, t market.Tick)) error {
 	c.setPosition("", 0)
 	c.lastRead.Store(0)
 	c.failingSince.Store(0)
@@ -268,7 +286,7 @@ func (c *RedisConsumer) Run(ctx context.Context, fn func(market.Tick)) error {
 				}
 				t.Ingested = c.now()
 				c.received.Add(1)
-				fn(t)
+				fn(m.ID, t)
 				c.advance(id)
 			}
 		}
@@ -285,13 +303,18 @@ type startPoint struct {
 	counted bool
 }
 
-// start finds where to start reading: after the stream's last generated
-// ID, or "0-0" when the stream does not exist yet. Every entry written after
+// start finds where to start reading: after StartAfter when it is set
+// (the entries-added count at that ID is not known then), otherwise after
+// the stream's last generated ID, or "0-0" when the stream does not exist
+// yet. Every entry written after
 // this call has a greater ID, and none before it does. XINFO STREAM gives
 // the ID and the number of entries ever added in one reply, so the lag in
 // entries can be counted from there. A server that refuses XINFO STREAM
 // gets XREVRANGE instead, and no count.
 func (c *RedisConsumer) start(ctx context.Context) (startPoint, error) {
+	if c.startAfter != "" {
+		return startPoint{id: c.startAfter}, nil
+	}
 	info, err := c.client.XInfoStream(ctx, c.stream).Result()
 	switch {
 	case err == nil:
