@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -23,7 +24,9 @@ type Store interface {
 	Totals(ctx context.Context, f Filter) (Totals, error)
 	// TotalsByTenant sums the events of [from, to) per tenant (and its
 	// company and tier), for billing, the operator's Tenant status and
-	// revenue reports, ordered by tenant.
+	// revenue reports, ordered by tenant. A tenant that changed tier or
+	// company name in the range gets one row, with the company and tier of
+	// its latest minute.
 	TotalsByTenant(ctx context.Context, from, to time.Time) ([]TenantTotals, error)
 	// SLA sums the SLA minutes and availability records that match f: one
 	// query answers "compliance over the last N days" and, over the last
@@ -35,7 +38,8 @@ type Store interface {
 }
 
 // Filter selects events by the UTC minute they lie in, [From, To), and by
-// who used them; an empty field matches every value.
+// who used them; an empty field matches every value (a zero From or To
+// leaves that side of the range open).
 type Filter struct {
 	From, To time.Time
 	Tenant   string
@@ -64,7 +68,8 @@ type TenantTotals struct {
 
 // SLAFilter selects SLA minutes and availability records of a tier by their
 // minute, [From, To); an empty Tenant means every tenant of the tier
-// (availability is per tier, not per tenant, and always counts whole).
+// (availability is per tier, not per tenant, and always counts whole). An
+// empty Tier means every tier; a zero From or To leaves that side open.
 type SLAFilter struct {
 	From, To time.Time
 	Tier     string
@@ -112,3 +117,6 @@ func (s SLASummary) BurnRate(objective float64) float64 {
 	}
 	return (1 - s.Compliance()) / (1 - objective)
 }
+
+// ErrClosed is returned by every method of a Store after Close.
+var ErrClosed = errors.New("usage: the store is closed; open a new one")
