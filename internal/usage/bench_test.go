@@ -57,3 +57,7 @@ func benchmarkWriteEvents(b *testing.B, st usage.Store) {
 func BenchmarkSQLiteWriteEvents(b *testing.B) {
 	benchmarkWriteEvents(b, openSQLite(b))
 }
+
+func BenchmarkClickHouseWriteEvents(b *testing.B) {
+	benchmarkWriteEvents(b, openClickHouse(b))
+}

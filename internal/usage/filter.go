@@ -20,12 +20,12 @@ func bound(t time.Time) (sec int64, ok bool) {
 	return sec, true
 }
 
-// where builds the WHERE clause (with its leading " WHERE ", or nothing)
-// and its arguments for a minute range and equality conditions on columns,
-// leaving out what is unset so that each store's indexes serve the rest.
-// minute is how the store writes a bound Unix second ("?" or
-// "toDateTime(?)"); eq alternates column names and values.
-func where(from, to time.Time, minute string, eq ...string) (string, []any) {
+// where builds the filter clause (" WHERE ...", " PREWHERE ...", or nothing
+// when nothing is set) and its arguments for a minute range and equality
+// conditions on columns, leaving out what is unset so that each store's
+// indexes serve the rest. minute is how the store writes a bound Unix
+// second ("?" or "toDateTime(?)"); eq alternates column names and values.
+func where(keyword string, from, to time.Time, minute string, eq ...string) (string, []any) {
 	var conds []string
 	var args []any
 	if s, ok := bound(from); ok {
@@ -45,9 +45,9 @@ func where(from, to time.Time, minute string, eq ...string) (string, []any) {
 	if len(conds) == 0 {
 		return "", nil
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " " + keyword + " " + strings.Join(conds, " AND "), args
 }
 
-func (f Filter) where(minute string) (string, []any) {
-	return where(f.From, f.To, minute, "tenant", f.Tenant, "user_name", f.User, "tier", f.Tier, "endpoint", f.Endpoint)
+func (f Filter) where(keyword, minute string) (string, []any) {
+	return where(keyword, f.From, f.To, minute, "tenant", f.Tenant, "user_name", f.User, "tier", f.Tier, "endpoint", f.Endpoint)
 }

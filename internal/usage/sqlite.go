@@ -278,7 +278,7 @@ func (s *SQLiteStore) Totals(ctx context.Context, f Filter) (Totals, error) {
 	if s.closed.Load() {
 		return Totals{}, ErrClosed
 	}
-	cond, args := f.where("?")
+	cond, args := f.where("WHERE", "?")
 	var t Totals
 	err := s.db.QueryRowContext(ctx, "SELECT "+sqliteSums+" FROM usage_events"+cond, args...).
 		Scan(&t.Events, &t.DataPoints, &t.APICalls, &t.Frames, &t.Bytes, &t.Processing)
@@ -293,7 +293,7 @@ func (s *SQLiteStore) TotalsByTenant(ctx context.Context, from, to time.Time) ([
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	cond, args := where(from, to, "?")
+	cond, args := where("WHERE", from, to, "?")
 	// The company and tier of a tenant's latest minute (the greatest tier
 	// of that minute, should it have changed within it): a tenant that
 	// moved tier is billed as one tenant, on the tier it is on now.
@@ -328,8 +328,8 @@ func (s *SQLiteStore) SLA(ctx context.Context, f SLAFilter) (SLASummary, error) 
 	if s.closed.Load() {
 		return SLASummary{}, ErrClosed
 	}
-	slaCond, slaArgs := where(f.From, f.To, "?", "tier", f.Tier, "tenant", f.Tenant)
-	availCond, availArgs := where(f.From, f.To, "?", "tier", f.Tier)
+	slaCond, slaArgs := where("WHERE", f.From, f.To, "?", "tier", f.Tier, "tenant", f.Tenant)
+	availCond, availArgs := where("WHERE", f.From, f.To, "?", "tier", f.Tier)
 	var sum SLASummary
 	err := s.db.QueryRowContext(ctx, `SELECT m.*, a.* FROM
 		(SELECT COUNT(*), COALESCE(SUM(deliveries), 0), COALESCE(SUM(within), 0), COALESCE(MAX(p99_ns), 0),
