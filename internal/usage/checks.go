@@ -46,7 +46,7 @@ func checkEvent(e *Event) error {
 	if err := checkMinute(e.Minute); err != nil {
 		return err
 	}
-	if e.BillingPeriod != "" && e.BillingPeriod != BillingPeriod(e.Minute) {
+	if e.BillingPeriod != "" && !inPeriod(e.Minute, e.BillingPeriod) {
 		return fmt.Errorf("billing period %q is not the month of minute %s (%s); set it with usage.BillingPeriod(minute)",
 			e.BillingPeriod, e.Minute.UTC().Format(time.RFC3339), BillingPeriod(e.Minute))
 	}
@@ -103,4 +103,24 @@ func checkAvailability(records []Availability) error {
 		}
 	}
 	return nil
+}
+
+// inPeriod reports whether t lies in the billing period p ("2006-01"),
+// without formatting t: it runs for every event of every batch.
+func inPeriod(t time.Time, p string) bool {
+	if len(p) != 7 || p[4] != '-' {
+		return false
+	}
+	y, m, _ := t.UTC().Date()
+	n := 0
+	for i, c := range []byte(p) {
+		if i == 4 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n == y*100+int(m)
 }

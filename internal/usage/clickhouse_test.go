@@ -236,3 +236,28 @@ func TestOpenClickHouseBadAddress(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenClickHouseBadOptions(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		o    storage.ClickHouseOptions
+		want string
+	}{
+		{"no address", storage.ClickHouseOptions{}, "a ClickHouse address (host:9000) is required"},
+		{"a database name with a dash", storage.ClickHouseOptions{Addr: testservers.ClickHouseAddr(t), Database: "usage-db"},
+			`database name "usage-db": use letters, digits and _ only`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := usage.OpenClickHouse(context.Background(), c.o)
+			if err == nil {
+				st.Close()
+				t.Fatal("OpenClickHouse succeeded")
+			}
+			if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "native protocol") {
+				t.Fatalf("err = %v, want one that says %q and nothing about the protocol", err, c.want)
+			}
+		})
+	}
+}
