@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "databridge_spool_records_malformed_total",
-			Help: "Damaged usage spool records found on recovery and skipped (a write cut short by a machine crash, or a damaged file).",
+			Help: "Damaged usage spool records found on recovery and skipped (a write cut short by a machine crash, or a damaged file); adjacent damaged records count once.",
 		}),
 		oldest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "databridge_spool_oldest_unshipped_seconds",

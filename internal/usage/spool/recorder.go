@@ -90,10 +90,14 @@ func (r *Recorder) Identity() usage.Identity { return r.id }
 // the process as soon as Add returns. A kill in the middle of an update
 // (a window of nanoseconds) loses that update only: the record's other copy
 // holds the counts before it. A roll needs a new record: if the spool has
-// no room it fails with ErrFull and d is not counted.
+// no room it fails with ErrFull and d is not counted. Counts only grow: a
+// negative d is refused.
 func (r *Recorder) Add(now time.Time, d Delta) error {
 	if d == (Delta{}) {
 		return nil
+	}
+	if d.DataPoints|d.APICalls|d.Frames|d.Bytes|int64(d.Processing) < 0 {
+		return fmt.Errorf("spool: session %q: negative usage %+v refused: counts only grow", r.id.Session, d)
 	}
 	ns := now.UnixNano()
 	r.mu.Lock()

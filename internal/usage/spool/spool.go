@@ -390,6 +390,19 @@ func (s *Spool) appendJSON(kind byte, payload []byte) error {
 func (s *Spool) AppendSLA(r usage.SLAMinute) error {
 	r.Pod = cmp.Or(r.Pod, s.o.Pod)
 	r.Minute = r.Minute.UTC()
+	// The store refuses a batch with a bad record, which would then stop
+	// the shipper: refuse it here, where the caller can fix it.
+	switch {
+	case r.Minute.IsZero() || !r.Minute.Truncate(time.Minute).Equal(r.Minute):
+		return fmt.Errorf("spool: SLA minute of tier %s tenant %s: minute %s is not a whole UTC minute; use .UTC().Truncate(time.Minute)",
+			r.Tier, r.Tenant, r.Minute.Format(time.RFC3339Nano))
+	case r.Deliveries < 0 || r.Within < 0 || r.Within > r.Deliveries:
+		return fmt.Errorf("spool: SLA minute of tier %s tenant %s at %s: %d of %d deliveries within: want 0 <= within <= deliveries",
+			r.Tier, r.Tenant, r.Minute.Format(time.RFC3339), r.Within, r.Deliveries)
+	case r.Threshold < 0 || r.P50 < 0 || r.P99 < 0 || r.Max < 0:
+		return fmt.Errorf("spool: SLA minute of tier %s tenant %s at %s: negative durations (threshold %s, p50 %s, p99 %s, max %s)",
+			r.Tier, r.Tenant, r.Minute.Format(time.RFC3339), r.Threshold, r.P50, r.P99, r.Max)
+	}
 	if r.ID == "" {
 		r.ID = usage.SLAMinuteID(s.process, r.Tier, r.Tenant, r.Minute)
 	}
@@ -405,6 +418,14 @@ func (s *Spool) AppendSLA(r usage.SLAMinute) error {
 func (s *Spool) AppendAvailability(r usage.Availability) error {
 	r.Pod = cmp.Or(r.Pod, s.o.Pod)
 	r.Minute = r.Minute.UTC()
+	switch {
+	case r.Minute.IsZero() || !r.Minute.Truncate(time.Minute).Equal(r.Minute):
+		return fmt.Errorf("spool: availability of tier %s: minute %s is not a whole UTC minute; use .UTC().Truncate(time.Minute)",
+			r.Tier, r.Minute.Format(time.RFC3339Nano))
+	case r.Seconds < 0 || r.Seconds > 60 || r.Up < 0 || r.Up > r.Seconds:
+		return fmt.Errorf("spool: availability of tier %s at %s: up %d of %d seconds: want 0 <= up <= seconds <= 60",
+			r.Tier, r.Minute.Format(time.RFC3339), r.Up, r.Seconds)
+	}
 	if r.ID == "" {
 		r.ID = usage.AvailabilityID(s.process, r.Tier, r.Minute)
 	}

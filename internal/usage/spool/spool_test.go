@@ -354,3 +354,33 @@ func TestFull(t *testing.T) {
 	}
 	store.check(t)
 }
+
+// TestRefusesWhatTheStoreWould: a record the store would refuse would
+// stop the shipper; it is refused at append time, with what is wrong.
+func TestRefusesWhatTheStoreWould(t *testing.T) {
+	ts := openTestSpool(t, "")
+	r, err := ts.NewRecorder(identity("acme", "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := t0.Truncate(time.Minute)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"negative delta", r.Add(t0, Delta{DataPoints: 5, Bytes: -1}), "negative usage"},
+		{"SLA minute not whole", ts.AppendSLA(usage.SLAMinute{Tier: "pro", Minute: t0, Deliveries: 1}), "not a whole UTC minute"},
+		{"SLA within above deliveries", ts.AppendSLA(usage.SLAMinute{Tier: "pro", Minute: m, Deliveries: 1, Within: 2}), "2 of 1 deliveries"},
+		{"SLA negative p99", ts.AppendSLA(usage.SLAMinute{Tier: "pro", Minute: m, P99: -1}), "negative durations"},
+		{"availability above 60 s", ts.AppendAvailability(usage.Availability{Tier: "pro", Minute: m, Seconds: 61, Up: 1}), "up 1 of 61 seconds"},
+		{"availability without minute", ts.AppendAvailability(usage.Availability{Tier: "pro", Seconds: 60}), "not a whole UTC minute"},
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, tc.err, tc.want)
+		}
+	}
+	if n := ts.metric(t, "databridge_spool_records_total", "event"); n != 0 {
+		t.Errorf("%v event records written for refused usage", n)
+	}
+}

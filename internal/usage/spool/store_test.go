@@ -31,6 +31,9 @@ type memStore struct {
 	versions map[string]map[uint32]usage.Event
 	problems []string
 	writes   int
+	// again counts events written again with an ID and Version the store
+	// had: retries, replays and a second shipper.
+	again int
 	// fail, when set, decides whether a write fails.
 	fail func() error
 }
@@ -64,8 +67,11 @@ func (m *memStore) WriteEvents(_ context.Context, events []usage.Event) error {
 			vs = make(map[uint32]usage.Event)
 			m.versions[e.ID] = vs
 		}
-		if prev, ok := vs[e.Version]; ok && !sameEvent(prev, e) {
-			m.problems = append(m.problems, fmt.Sprintf("event %s version %d written with two contents: %+v and %+v", e.ID, e.Version, prev, e))
+		if prev, ok := vs[e.Version]; ok {
+			m.again++
+			if !sameEvent(prev, e) {
+				m.problems = append(m.problems, fmt.Sprintf("event %s version %d written with two contents: %+v and %+v", e.ID, e.Version, prev, e))
+			}
 		}
 		vs[e.Version] = e
 		if len(vs) > 1 {
