@@ -78,6 +78,8 @@ type ClickHouseStore struct {
 	conn   clickhouse.Conn
 	where  string // "database on host:port", for errors
 	closed atomic.Bool
+	// inserts is how many INSERTs a large write is split into at most.
+	inserts int
 	// lastVersion makes the versions stamped on SLA and availability
 	// writes strictly increase within the process, even when the clock
 	// does not move between two writes.
@@ -107,7 +109,7 @@ func OpenClickHouse(ctx context.Context, o storage.ClickHouseOptions) (*ClickHou
 		conn.Close()
 		return nil, fmt.Errorf("usage: ClickHouse database %s at %s: %w", db, o.Addr, err)
 	}
-	return &ClickHouseStore{conn: conn, where: db + " on " + o.Addr}, nil
+	return &ClickHouseStore{conn: conn, where: db + " on " + o.Addr, inserts: insertsPerWrite}, nil
 }
 
 // explainOpen says what to check when the server at addr could not be used.
@@ -145,10 +147,10 @@ const (
 	minRowsPerInsert = 5000
 )
 
-// chunks splits n rows into at most insertsPerWrite ranges of at least
+// chunks splits n rows into at most inserts ranges of at least
 // minRowsPerInsert rows (one range when n is small).
-func chunks(n int) [][2]int {
-	k := min(insertsPerWrite, max(1, n/minRowsPerInsert))
+func chunks(n, inserts int) [][2]int {
+	k := min(inserts, max(1, n/minRowsPerInsert))
 	out := make([][2]int, 0, k)
 	for i := 0; i < k; i++ {
 		out = append(out, [2]int{i * n / k, (i + 1) * n / k})
@@ -173,7 +175,7 @@ func (s *ClickHouseStore) write(ctx context.Context, what, query string, n int, 
 	if n == 0 {
 		return nil
 	}
-	parts := chunks(n)
+	parts := chunks(n, s.inserts)
 	if len(parts) == 1 {
 		return s.fail(what, s.insert(ctx, query, 0, n, fill))
 	}
