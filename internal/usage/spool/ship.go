@@ -82,6 +82,13 @@ func writeCheckpoint(dir string, dirf *os.File, p pos) error {
 	return dirf.Sync()
 }
 
+// ident is an identity the shipper knows, with the JSON it was read from:
+// every segment repeats the open identities, which need no second parse.
+type ident struct {
+	usage.Identity
+	raw string
+}
+
 // entry is a record the shipper has read and not yet shipped.
 type entry struct {
 	at      pos
@@ -109,10 +116,14 @@ type shipper struct {
 	at     pos // the next record to read
 	skipTo pos // records before it are shipped: read only for identities
 	epoch  [16]byte
-	idents map[uint32]*usage.Identity
+	idents map[uint32]*ident
 	open   map[uint32]*entry // live events not yet final, by key
 	q      []*entry          // unshipped records in order (q[0] is the checkpoint)
 	ready  int               // final, unshipped entries in q
+
+	// period caches the billing period of the last minute seen.
+	periodOf time.Time
+	period   string
 
 	batch  []*entry
 	events []usage.Event
@@ -129,7 +140,7 @@ func (s *Spool) newShipper(store usage.Store, o ShipOptions) *shipper {
 		s: s, store: store, o: o,
 		at:     pos{ck.seq, headerSize},
 		skipTo: ck,
-		idents: make(map[uint32]*usage.Identity),
+		idents: make(map[uint32]*ident),
 		open:   make(map[uint32]*entry),
 	}
 }
@@ -276,12 +287,16 @@ func (sh *shipper) record(seg *segment, off int, kind byte, rec []byte, live boo
 	done := at.less(sh.skipTo)
 	switch kind {
 	case kindIdentity:
-		id := new(usage.Identity)
-		if err := json.Unmarshal(rec[identJSON:], id); err != nil {
+		key, raw := recKey(rec), rec[identJSON:]
+		if id := sh.idents[key]; id != nil && id.raw == string(raw) {
+			return
+		}
+		id := &ident{raw: string(raw)}
+		if err := json.Unmarshal(raw, &id.Identity); err != nil {
 			sh.s.log.Error("usage spool identity record unreadable, its events are skipped", "file", seg.path, "offset", off, "error", err)
 			return
 		}
-		sh.idents[recKey(rec)] = id
+		sh.idents[key] = id
 	case kindEvent:
 		key := recKey(rec)
 		if prev := sh.open[key]; prev != nil {
@@ -300,11 +315,11 @@ func (sh *shipper) record(seg *segment, off int, kind byte, rec []byte, live boo
 		minute := time.Unix(0, recI64(rec, evMinute)).UTC()
 		e := &entry{at: at, kind: kindEvent, ev: usage.Event{
 			ID:            usage.EventID(id.Session, id.Endpoint, seq),
-			Identity:      *id,
+			Identity:      id.Identity,
 			Seq:           seq,
 			Start:         time.Unix(0, recI64(rec, evStart)).UTC(),
 			Minute:        minute,
-			BillingPeriod: usage.BillingPeriod(minute),
+			BillingPeriod: sh.billingPeriod(minute),
 		}}
 		e.t = e.ev.Start
 		sh.q = append(sh.q, e)
@@ -351,8 +366,22 @@ func (sh *shipper) record(seg *segment, off int, kind byte, rec []byte, live boo
 	}
 }
 
+func (sh *shipper) billingPeriod(minute time.Time) string {
+	if !minute.Equal(sh.periodOf) || sh.period == "" {
+		sh.periodOf, sh.period = minute, usage.BillingPeriod(minute)
+	}
+	return sh.period
+}
+
 // finalize reads a live event's final counts. held is the segment whose
 // mapping the caller holds.
+//
+// The record is read without atomics although its writer updated it in
+// place: its last update happened before the record that made it final
+// was appended (under the recorder's lock, then the spool's), and the
+// shipper saw that record through the segment's end, an atomic. No write
+// to it can follow. (The race detector does not see mapped memory, so
+// this argument, not the detector, is what makes it safe.)
 func (sh *shipper) finalize(e *entry, held *segment) {
 	if e.seg != held {
 		e.seg.mapMu.RLock()
@@ -416,6 +445,9 @@ func (sh *shipper) shipBatch(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-sh.s.stop:
+			// The spool is closing: the batch stays in it for the next life.
+			return ErrClosed
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, sh.o.MaxBackoff)

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -170,4 +171,38 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestCloseStopsShip: Close ends a Ship loop even while it retries a
+// store that is down, and Ship, Drain and appends after Close say so.
+func TestCloseStopsShip(t *testing.T) {
+	ts := openTestSpool(t, "")
+	store := newMemStore()
+	store.fail = func() error { return errors.New("connection refused") }
+	if err := ts.AppendAvailability(usage.Availability{Tier: "pro", Minute: t0.Truncate(time.Minute), Seconds: 60, Up: 60}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ts.Ship(context.Background(), store, ShipOptions{MaxBackoff: time.Hour}) }()
+	waitFor(t, "a ship error", func() bool { return ts.metric(t, "databridge_usage_ship_errors_total", "") > 0 })
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Ship after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Ship still runs after Close")
+	}
+	if err := ts.Drain(context.Background(), store); !errors.Is(err, ErrClosed) {
+		t.Errorf("Drain after Close: %v", err)
+	}
+	if err := ts.AppendAvailability(usage.Availability{Tier: "pro", Minute: t0.Truncate(time.Minute), Seconds: 60}); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after Close: %v", err)
+	}
+	if _, err := ts.NewRecorder(identity("acme", "late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewRecorder after Close: %v", err)
+	}
 }
