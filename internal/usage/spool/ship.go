@@ -121,6 +121,9 @@ type shipper struct {
 	q      []*entry          // unshipped records in order (q[0] is the checkpoint)
 	ready  int               // final, unshipped entries in q
 
+	// orphansIn is 1 + the seq of the last segment whose events without
+	// identity were logged.
+	orphansIn uint64
 	// period caches the billing period of the last minute seen.
 	periodOf time.Time
 	period   string
@@ -308,7 +311,11 @@ func (sh *shipper) record(seg *segment, off int, kind byte, rec []byte, live boo
 		}
 		id := sh.idents[key]
 		if id == nil {
-			sh.s.log.Error("usage spool event without identity skipped: the segment that named it is damaged", "file", seg.path, "offset", off)
+			if sh.orphansIn != seg.seq+1 {
+				sh.orphansIn = seg.seq + 1
+				sh.s.log.Error("usage spool events without identity skipped: the record that named their session is damaged",
+					"file", seg.path, "offset", off)
+			}
 			return
 		}
 		seq := recSeq(rec)
@@ -442,6 +449,7 @@ func (sh *shipper) shipBatch(ctx context.Context) error {
 		if err == nil {
 			break
 		}
+		sh.reportOldest()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -518,17 +526,28 @@ func (sh *shipper) advance() {
 			sh.q = append([]*entry(nil), sh.q...)
 		}
 	}
+	sh.reportOldest()
 	p := sh.at
 	if len(sh.q) > 0 {
 		p = sh.q[0].at
-		sh.s.m.oldest.Set(max(0, sh.s.o.Now().Sub(sh.q[0].t).Seconds()))
-	} else {
-		sh.s.m.oldest.Set(0)
 	}
 	if p.less(sh.skipTo) {
 		return
 	}
 	sh.s.advance(p)
+}
+
+// reportOldest sets the age of the oldest record not yet shipped, also
+// while an outage keeps the shipper retrying one batch.
+func (sh *shipper) reportOldest() {
+	age := 0.0
+	for _, e := range sh.q {
+		if !e.shipped {
+			age = max(0, sh.s.o.Now().Sub(e.t).Seconds())
+			break
+		}
+	}
+	sh.s.m.oldest.Set(age)
 }
 
 // advance records that everything before p is shipped.

@@ -73,6 +73,10 @@ func TestStoreOutage(t *testing.T) {
 	if ts.metric(t, "databridge_usage_store_up", "") != 0 {
 		t.Error("databridge_usage_store_up is not 0 during the outage")
 	}
+	// 500 rounds of 300 ms: the oldest unshipped record is minutes old.
+	waitFor(t, "the age of the oldest unshipped record", func() bool {
+		return ts.metric(t, "databridge_spool_oldest_unshipped_seconds", "") >= 100
+	})
 	down.Store(false)
 	rounds(200)
 	for _, r := range recs {
@@ -87,6 +91,9 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if ts.metric(t, "databridge_usage_store_up", "") != 1 {
 		t.Error("databridge_usage_store_up is not 1 after the outage")
+	}
+	if age := ts.metric(t, "databridge_spool_oldest_unshipped_seconds", ""); age != 0 {
+		t.Errorf("databridge_spool_oldest_unshipped_seconds = %v after everything shipped", age)
 	}
 	if n := ts.logs.count("usage store write failed"); n != 1 {
 		t.Errorf("%d log lines about the failing store, want 1:\n%s", n, ts.logs)
