@@ -19,6 +19,10 @@ import (
 // (Start, durations), UTC by construction. The id is the primary key, so a
 // record written twice is one row; the indexes serve Totals by tenant or
 // tier over a minute range, TotalsByTenant over a range, and SLA by tier.
+// The events table keeps its rowid (the id is a second index) although it
+// is one index more: rows then go in at the end of the table, not at
+// random places of a table ordered by id, which measured 63,000 events/s
+// against 50,000 WITHOUT ROWID.
 var sqliteMigrations = []string{
 	`CREATE TABLE usage_events (
 		id TEXT NOT NULL PRIMARY KEY,
@@ -144,7 +148,7 @@ type SQLiteStore struct {
 	db   *sql.DB
 	w    *sql.Conn // the only connection that writes
 	path string
-	// write serializes this process's writers, so that a batch never waits
+	// writing serializes this process's writers, so that a batch never waits
 	// on the file's lock held by another batch of the same store; other
 	// processes on the file take turns through the busy timeout.
 	writing sync.Mutex
@@ -167,7 +171,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	// The writer has a connection of its own with a page cache that holds
 	// a batch's pages: with SQLite's default 2 MiB a batch of 10,000 events
 	// spills pages to the WAL in the middle of the transaction and reads
-	// them back, at half the speed.
+	// them back (41,000 events/s against 51,000 with this cache).
 	w, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
