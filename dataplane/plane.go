@@ -15,6 +15,7 @@ import (
 	"github.com/databridge-io/databridge/dataplane/market"
 	"github.com/databridge-io/databridge/dataplane/quality"
 	"github.com/databridge-io/databridge/dataplane/server"
+	"github.com/databridge-io/databridge/dataplane/sla"
 	"github.com/databridge-io/databridge/dataplane/stream"
 	"github.com/databridge-io/databridge/dataplane/tierconfig"
 )
@@ -39,12 +40,16 @@ type Options struct {
 	// WriterOnly hands every frame to its session's writer goroutine (see
 	// stream.HubConfig); false, the default, lets flushes write directly.
 	WriterOnly bool
+	// Pod names this process in SLA and availability records (its pod
+	// name in a cluster). Empty means "standalone".
+	Pod string
 }
 
 // Metrics are the data plane's metrics, shared by the planes of a process.
 type Metrics struct {
 	Stream     *stream.Metrics
 	Server     *server.Metrics
+	SLA        *sla.Metrics
 	quality    *prometheus.CounterVec
 	overflow   *prometheus.CounterVec
 	unknownSym *prometheus.CounterVec
@@ -55,6 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Stream: stream.NewMetrics(reg),
 		Server: server.NewMetrics(reg),
+		SLA:    sla.NewMetrics(reg),
 		quality: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "databridge_ticks_dropped_total",
 			Help: "Ticks the tier's quality checks dropped, by reason (non_positive, out_of_range, crossed, jump, market_closed).",
@@ -79,6 +85,7 @@ type Plane struct {
 	tier     string
 	hub      *stream.Hub
 	srv      *server.Server
+	sla      *sla.Recorder
 	filter   *quality.Filter
 	in       chan market.Tick
 	dropped  [quality.Jump + 1]prometheus.Counter
@@ -123,14 +130,33 @@ func New(opts Options) (*Plane, error) {
 	if sc.Logger == nil {
 		sc.Logger = opts.Logger
 	}
+	if opts.Pod == "" {
+		opts.Pod = "standalone"
+	}
+	p := &Plane{}
+	if sc.SLA == nil && sc.Spool != nil {
+		sc.SLA = sla.NewRecorder(sla.Config{
+			Tier: tier.Name, Pod: opts.Pod, Logger: opts.Logger, Metrics: opts.Metrics.SLA,
+			Threshold: func() time.Duration {
+				if t := p.srv.Registry().Tier(); t.SLA != nil {
+					return t.SLA.LatencyThreshold
+				}
+				return 0
+			},
+			Ready:            func() error { return p.srv.Ready() },
+			SinkSLA:          sc.Spool.AppendSLA,
+			SinkAvailability: sc.Spool.AppendAvailability,
+		})
+	}
 	srv, err := server.New(sc)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plane{
+	*p = Plane{
 		tier:     tier.Name,
 		hub:      hub,
 		srv:      srv,
+		sla:      sc.SLA,
 		filter:   filter,
 		in:       make(chan market.Tick, opts.IngestBuffer),
 		overflow: opts.Metrics.overflow.WithLabelValues(tier.Name),
@@ -185,6 +211,9 @@ func (p *Plane) Ingest(t market.Tick) {
 // Run runs the ingest goroutine and the hub until ctx ends.
 func (p *Plane) Run(ctx context.Context) {
 	go p.hub.Run(ctx)
+	if p.sla != nil {
+		go p.sla.Run(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():

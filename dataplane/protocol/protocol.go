@@ -66,6 +66,9 @@ const (
 	CloseTierChanged     = 4010
 	CloseConnectionLimit = 4029
 	CloseGoingAway       = 1001
+	// CloseTryAgainLater (1013): the data plane cannot serve the session
+	// now (its usage cannot be recorded); reconnect, possibly elsewhere.
+	CloseTryAgainLater = 1013
 	// CloseMessageTooLarge follows a fatal message_too_large (RFC 6455's 1009).
 	CloseMessageTooLarge = 1009
 )
@@ -190,7 +193,9 @@ type Snapshot struct {
 	Ticks []Tick `json:"ticks"`
 }
 
-// Usage reports the tenant's metered usage so far today.
+// Usage reports the tenant's metered usage so far today, cluster-wide
+// (every data-plane process of the tier counts into it): the stream's
+// periodic usage message. It carries the same numbers as GET /v1/usage.
 type Usage struct {
 	Type string `json:"type"`
 	// SessionDataPoints is the number of ticks this session received.
@@ -202,6 +207,68 @@ type Usage struct {
 	DailyDataPoints *int64    `json:"daily_data_points"`
 	DailyAPICalls   *int64    `json:"daily_api_calls"`
 	ResetAt         time.Time `json:"reset_at"`
+	UsageReport
+}
+
+// UsageReport is the body of GET /v1/usage: today's and this month's usage
+// of the calling user and its tenant, and where they stand against the
+// daily quotas.
+type UsageReport struct {
+	Tenant  string `json:"tenant"`
+	Company string `json:"company,omitempty"`
+	User    string `json:"user"`
+	Tier    string `json:"tier"`
+	// Today and Month count API calls and data points since 00:00 UTC and
+	// since the first of the month (UTC), for the tenant and for the user.
+	Today UsagePeriod `json:"today"`
+	Month UsagePeriod `json:"month"`
+	QuotaReport
+}
+
+// UsagePeriod is one period's counts.
+type UsagePeriod struct {
+	// Period names it: "2026-12-02" for a day, "2026-12" for a month.
+	Period string `json:"period"`
+	Tenant Counts `json:"tenant"`
+	User   Counts `json:"user"`
+}
+
+// Counts are API calls and data points.
+type Counts struct {
+	APICalls   int64 `json:"api_calls"`
+	DataPoints int64 `json:"data_points"`
+}
+
+// QuotaReport is the body of GET /v1/quota: each daily quota and how much
+// of it is used.
+type QuotaReport struct {
+	APICalls   Quota `json:"api_calls"`
+	DataPoints Quota `json:"data_points"`
+	// WithinQuota is false when any daily quota of the tenant or the user
+	// is used up.
+	WithinQuota bool `json:"within_quota"`
+	// UsagePercentage is the highest share used of any daily quota that has
+	// a limit, 0-100 (0 when all are unlimited).
+	UsagePercentage float64 `json:"usage_percentage"`
+	// UpgradeRecommended is true above 80% of a daily quota when a tier
+	// allows more; RecommendedTier names it.
+	UpgradeRecommended bool   `json:"upgrade_recommended"`
+	RecommendedTier    string `json:"recommended_tier,omitempty"`
+	// ResetTime is when the daily counters reset: the next 00:00 UTC.
+	ResetTime time.Time `json:"reset_time"`
+}
+
+// Quota is one daily quota: the tenant's limit and, when the tier caps
+// each user too, the user's; null means unlimited.
+type Quota struct {
+	DailyLimit      *int64  `json:"daily_limit"`
+	Used            int64   `json:"used"`
+	Remaining       *int64  `json:"remaining"`
+	UsagePercentage float64 `json:"usage_percentage"`
+	UserDailyLimit  *int64  `json:"user_daily_limit"`
+	UserUsed        int64   `json:"user_used"`
+	UserRemaining   *int64  `json:"user_remaining"`
+	WithinQuota     bool    `json:"within_quota"`
 }
 
 // Error reports a problem. Fatal errors are followed by a close.

@@ -26,8 +26,11 @@ import (
 
 	"github.com/databridge-io/databridge/dataplane/catalog"
 	"github.com/databridge-io/databridge/dataplane/protocol"
+	"github.com/databridge-io/databridge/dataplane/sla"
 	"github.com/databridge-io/databridge/dataplane/stream"
 	"github.com/databridge-io/databridge/dataplane/tierconfig"
+	"github.com/databridge-io/databridge/internal/quota"
+	"github.com/databridge-io/databridge/internal/usage/spool"
 )
 
 // Config configures a tier's server.
@@ -46,6 +49,21 @@ type Config struct {
 	// Metrics counts failed authentications. Nil means a private set.
 	Metrics *Metrics
 
+	// Quota enforces the tier's daily quotas and connection limits; with
+	// Redis behind it they hold across every process of the tier. Nil means
+	// an in-memory pool: this process alone.
+	Quota *quota.Pool
+	// Spool records every delivered data point and API call as usage
+	// events, which it ships to the usage store. Nil records none (tests).
+	Spool *spool.Spool
+	// SLA records each delivery's latency per tenant and minute. Nil
+	// records none.
+	SLA *sla.Recorder
+	// Unmetered serves without counting data points or API calls against
+	// quotas or into usage (connection limits still hold): only for
+	// measuring what metering costs.
+	Unmetered bool
+
 	// AuthTimeout is how long a connection without an Authorization header
 	// has to send its auth message. Zero means 10s.
 	AuthTimeout time.Duration
@@ -54,7 +72,8 @@ type Config struct {
 	// connection never costs more than this. Zero means 4 KiB.
 	MaxAuthMessageBytes int
 	// PongWait is how long the reader waits for any message or pong before it
-	// drops the connection; pings go out every PongWait/2. Zero means 60s.
+	// drops the connection as idle (counted in databridge_sessions_closed_total
+	// as idle); pings go out every PongWait/2. Zero means 60s.
 	PongWait time.Duration
 	// MaxMessageBytes is the largest client message that is read; larger ones
 	// are discarded with message_too_large. Zero means 256 KiB.
@@ -76,9 +95,11 @@ type Server struct {
 	cfg       Config
 	hub       *stream.Hub
 	reg       atomic.Pointer[tierconfig.Registry]
-	limits    *connLimits
-	meter     *meter
+	quota     *quota.Pool
+	spool     *spool.Spool
+	usage     *usageCache
 	log       *slog.Logger
+	spoolLog  *rateLog
 	authLog   *rateLog
 	authFails *prometheus.CounterVec
 	upgrader  websocket.Upgrader
@@ -87,12 +108,17 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*stream.Session]*conn
+
+	restMu sync.Mutex
+	rest   map[string]*spool.Recorder // a user's REST calls to one endpoint
+	restID string                     // names this process in REST usage identities
 }
 
 // conn is what the server keeps of one authenticated connection.
 type conn struct {
 	principal tierconfig.Principal // under Server.mu
 	sess      *stream.Session
+	meter     *sessionMeter
 	// release gives back the connection's slot under the user's and
 	// tenant's limits, once: when the session ends, or at once when a
 	// reload revokes its key, so that the new key can connect.
@@ -115,6 +141,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Quota == nil {
+		cfg.Quota = quota.NewPool(quota.NewMemory(), quota.PoolOptions{Now: cfg.Now, Logger: cfg.Logger})
 	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 10 * time.Second
@@ -143,9 +172,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		hub:       cfg.Hub,
-		limits:    newConnLimits(),
-		meter:     newMeter(cfg.Now),
+		quota:     cfg.Quota,
+		spool:     cfg.Spool,
 		log:       cfg.Logger.With("tier", cfg.Hub.Tier()),
+		rest:      map[string]*spool.Recorder{},
+		restID:    newSessionID(),
 		authFails: cfg.Metrics.authFailures,
 		sessions:  map[*stream.Session]*conn{},
 		upgrader: websocket.Upgrader{
@@ -160,6 +191,8 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.authLog = newRateLog(s.log, authLogEvery)
+	s.spoolLog = newRateLog(s.log, authLogEvery)
+	s.usage = &usageCache{s: s, maxAge: 2 * time.Second, entries: map[quota.Who]*cachedReport{}}
 	s.reg.Store(cfg.Registry)
 	return s, nil
 }
@@ -173,6 +206,10 @@ func (s *Server) Registry() *tierconfig.Registry { return s.reg.Load() }
 // server is ready until it drains.
 func (s *Server) SetReadiness(check func() error) { s.readiness.Store(&check) }
 
+// Ready returns nil while the server can serve clients live data, or why
+// it cannot (what /readyz answers).
+func (s *Server) Ready() error { return s.notReady() }
+
 // notReady returns why the server should not be sent clients, or nil.
 func (s *Server) notReady() error {
 	if s.draining.Load() {
@@ -182,6 +219,21 @@ func (s *Server) notReady() error {
 		return (*check)()
 	}
 	return nil
+}
+
+// degraded returns why the data plane serves in a degraded way (nil: it
+// does not): the quota backend unreachable, or the usage spool full.
+// /readyz reports it in its body while still answering 200, so that a
+// Redis outage does not take every replica out of its Service at once.
+func (s *Server) degraded() []string {
+	var why []string
+	if err := s.quota.Degraded(); err != nil {
+		why = append(why, "degraded: "+err.Error())
+	}
+	if s.spool != nil && s.spool.Full() {
+		why = append(why, "degraded: the usage spool is full; sessions receive nothing until it ships to the usage store (check the store and databridge_spool_* metrics)")
+	}
+	return why
 }
 
 // DrainTimeout bounds how long a stopping process waits for its sessions to
@@ -208,9 +260,11 @@ func (s *Server) Drain(ctx context.Context) {
 		select {
 		case <-sess.Done():
 		case <-ctx.Done():
+			s.closeRecorders()
 			return
 		}
 	}
+	s.closeRecorders()
 }
 
 // Handler returns the tier's public routes, what its Service exposes:
@@ -242,6 +296,8 @@ func (s *Server) CombinedHandler() http.Handler {
 func (s *Server) public(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/stream", s.serveStream)
 	mux.HandleFunc("GET /v1/symbols", s.serveSymbols)
+	mux.HandleFunc("GET /v1/usage", s.serveUsage)
+	mux.HandleFunc("GET /v1/quota", s.serveQuota)
 }
 
 func (s *Server) internal(mux *http.ServeMux) {
@@ -257,6 +313,9 @@ func (s *Server) internal(mux *http.ServeMux) {
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
+		for _, d := range s.degraded() {
+			_, _ = io.WriteString(w, d+"\n")
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 }
@@ -361,6 +420,10 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
+// closedIdle counts sessions closed because the client showed no activity
+// (no message, no pong) for PongWait.
+const closedIdle = "idle"
+
 // Why an authentication failed, as the databridge_auth_failures_total
 // metric's reason label says it.
 const (
@@ -396,21 +459,34 @@ func (s *Server) startSession(ws *websocket.Conn, key, remote string) *conn {
 		return nil
 	}
 	tier := reg.Tier()
-	if err := s.limits.acquire(p.TenantID, p.User, tier.MaxConnectionsPerUser(p.Tenant), tier.MaxConnectionsPerTenant(p.Tenant)); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	release, err := s.quota.AcquireConn(ctx, who(p), tier.MaxConnectionsPerUser(p.Tenant), tier.MaxConnectionsPerTenant(p.Tenant))
+	cancel()
+	if err != nil {
 		s.authFailed(authLimit, remote)
 		s.refuse(ws, protocol.CloseConnectionLimit, protocol.CodeConnectionLimit, err.Error())
 		return nil
 	}
 	authenticated(ws.NetConn())
 	var once sync.Once
-	c := &conn{principal: p, release: func() { once.Do(func() { s.limits.release(p.TenantID, p.User) }) }}
+	c := &conn{principal: p, release: func() { once.Do(release) }}
 	c.sess = stream.NewSession(s.hub, stream.SessionConfig{
 		ID:               newSessionID(),
 		WriteTimeout:     s.cfg.WriteTimeout,
 		PingInterval:     s.cfg.PongWait / 2,
 		PeriodicInterval: s.cfg.UsageInterval,
-		OnTicks:          s.meter.recorder(p.TenantID, p.User),
 	})
+	if !s.cfg.Unmetered {
+		m, err := s.newSessionMeter(c)
+		if err != nil {
+			c.release()
+			s.log.Error("session refused: its usage cannot be recorded; check the usage spool's disk", "err", err)
+			s.refuse(ws, protocol.CloseTryAgainLater, protocol.CodeInternal, "usage metering is unavailable on this data plane; reconnect")
+			return nil
+		}
+		c.meter = m
+		c.sess.SetMeter(m, m.onDelivered)
+	}
 	c.sess.SetPeriodic(func() []byte { return s.usageMessage(c) })
 	s.hub.Attach(c.sess)
 	s.mu.Lock()
@@ -439,6 +515,9 @@ func (s *Server) runSession(ws *websocket.Conn, c *conn) {
 		c.sess.Finish(time.Second)
 		_ = ws.Close()
 		c.release()
+		if c.meter != nil {
+			c.meter.close()
+		}
 	}()
 	s.readLoop(ws, c)
 }
@@ -564,18 +643,19 @@ func (s *Server) usageMessage(c *conn) []byte {
 	s.mu.Lock()
 	p := c.principal
 	s.mu.Unlock()
-	tier := s.reg.Load().Tier()
-	calls, points := s.meter.tenant(p.TenantID)
-	callLimit, callsLimited := tier.DailyAPICalls(p.Tenant)
-	pointLimit, pointsLimited := tier.DailyDataPoints(p.Tenant)
+	r, ok := s.usage.get(p)
+	if !ok {
+		return nil // not measured yet: the next period's message carries it
+	}
 	return mustJSON(protocol.Usage{
 		Type:              protocol.TypeUsage,
 		SessionDataPoints: c.sess.Delivered(),
-		DataPoints:        points,
-		APICalls:          calls,
-		DailyDataPoints:   limit(pointLimit, pointsLimited),
-		DailyAPICalls:     limit(callLimit, callsLimited),
-		ResetAt:           resetAt(s.cfg.Now()),
+		DataPoints:        r.Today.Tenant.DataPoints,
+		APICalls:          r.Today.Tenant.APICalls,
+		DailyDataPoints:   r.DataPoints.DailyLimit,
+		DailyAPICalls:     r.APICalls.DailyLimit,
+		ResetAt:           r.ResetTime,
+		UsageReport:       r,
 	})
 }
 
@@ -592,6 +672,10 @@ func (s *Server) readLoop(ws *websocket.Conn, c *conn) {
 		// and an idle reader's stack stays at the runtime's smallest.
 		typ, r, err := ws.NextReader()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !c.sess.Closing() {
+				s.hub.CountClosed(closedIdle)
+			}
 			return
 		}
 		if c.sess.Closing() {
@@ -743,13 +827,16 @@ func (s *Server) subscribe(c *conn, req *protocol.Request, subs map[string]bool)
 	p := c.principal
 	s.mu.Unlock()
 	tier := s.reg.Load().Tier()
-	calls := s.meter.apiCall(p.TenantID, p.User)
-	if max, limited := tier.DailyAPICalls(p.Tenant); limited && calls > max {
-		reset := resetAt(s.cfg.Now())
-		s.sendError(c, protocol.Error{Code: protocol.CodeQuotaExceeded, ID: req.ID, ResetAt: &reset,
-			Message: fmt.Sprintf("tenant %s used its %d API calls for today; the quota resets at %s, or upgrade the tier",
-				p.TenantID, max, reset.Format(time.RFC3339))})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	refused := s.apiCall(ctx, p, "")
+	cancel()
+	if refused != nil {
+		refused.ID = req.ID
+		s.sendError(c, *refused)
 		return
+	}
+	if c.meter != nil {
+		c.meter.apiCall(s.cfg.Now())
 	}
 	reply := protocol.Subscribed{Type: protocol.TypeSubscribed, ID: req.ID, Accepted: []string{}, Refused: []protocol.Refusal{}}
 	seen := map[string]bool{}
@@ -811,25 +898,11 @@ type symbolInfo struct {
 
 // serveSymbols lists the catalogue with what the caller's tier includes.
 func (s *Server) serveSymbols(w http.ResponseWriter, r *http.Request) {
-	reg := s.reg.Load()
-	key, _ := bearer(r)
-	p, err := reg.Authenticate(key)
-	if err != nil {
-		code, status := protocol.CodeUnauthorized, http.StatusUnauthorized
-		if errors.Is(err, tierconfig.ErrSuspended) {
-			code, status = protocol.CodeSuspended, http.StatusForbidden
-		}
-		writeJSON(w, status, protocol.Error{Type: protocol.TypeError, Code: code, Message: err.Error(), Fatal: true})
+	p, ok := s.restCall(w, r, "/v1/symbols")
+	if !ok {
 		return
 	}
-	tier := reg.Tier()
-	calls := s.meter.apiCall(p.TenantID, p.User)
-	if max, limited := tier.DailyAPICalls(p.Tenant); limited && calls > max {
-		reset := resetAt(s.cfg.Now())
-		writeJSON(w, http.StatusTooManyRequests, protocol.Error{Type: protocol.TypeError, Code: protocol.CodeQuotaExceeded, ResetAt: &reset,
-			Message: fmt.Sprintf("tenant %s used its %d API calls for today; the quota resets at %s", p.TenantID, max, reset.Format(time.RFC3339))})
-		return
-	}
+	tier := s.reg.Load().Tier()
 	resp := symbolsResponse{Tier: tier.Name}
 	for _, sym := range catalog.Names() {
 		info := symbolInfo{Symbol: sym, Entitled: tier.Entitled(p.Tenant, sym)}
@@ -839,6 +912,61 @@ func (s *Server) serveSymbols(w http.ResponseWriter, r *http.Request) {
 		resp.Symbols = append(resp.Symbols, info)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// restCall authenticates a REST call and counts it as an API call of
+// endpoint; it reports false after answering with the refusal.
+func (s *Server) restCall(w http.ResponseWriter, r *http.Request, endpoint string) (tierconfig.Principal, bool) {
+	reg := s.reg.Load()
+	key, _ := bearer(r)
+	p, err := reg.Authenticate(key)
+	if err != nil {
+		code, status := protocol.CodeUnauthorized, http.StatusUnauthorized
+		if errors.Is(err, tierconfig.ErrSuspended) {
+			code, status = protocol.CodeSuspended, http.StatusForbidden
+		}
+		writeJSON(w, status, protocol.Error{Type: protocol.TypeError, Code: code, Message: err.Error(), Fatal: true})
+		return p, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if refused := s.apiCall(ctx, p, endpoint); refused != nil {
+		writeJSON(w, http.StatusTooManyRequests, refused)
+		return p, false
+	}
+	return p, true
+}
+
+// serveUsage answers GET /v1/usage: the caller's and its tenant's usage
+// today and this month, against the daily quotas.
+func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.restCall(w, r, "/v1/usage")
+	if !ok {
+		return
+	}
+	rep, err := s.usageReport(r.Context(), p)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, protocol.Error{Type: protocol.TypeError, Code: protocol.CodeInternal,
+			Message: "usage counters are unreachable right now; retry in a few seconds"})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// serveQuota answers GET /v1/quota: each daily quota and how much of it is
+// used.
+func (s *Server) serveQuota(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.restCall(w, r, "/v1/quota")
+	if !ok {
+		return
+	}
+	rep, err := s.usageReport(r.Context(), p)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, protocol.Error{Type: protocol.TypeError, Code: protocol.CodeInternal,
+			Message: "usage counters are unreachable right now; retry in a few seconds"})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep.QuotaReport)
 }
 
 // bearer returns the key of an Authorization: Bearer header.

@@ -21,6 +21,7 @@ import (
 	"github.com/databridge-io/databridge/dataplane/quality"
 	"github.com/databridge-io/databridge/dataplane/server"
 	"github.com/databridge-io/databridge/dataplane/tierconfig"
+	"github.com/databridge-io/databridge/internal/quota"
 )
 
 // DemoTicks is the embedded slice of real recorded quotes (see data/README.md).
@@ -41,8 +42,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Quality tunes every tier's quality checks (the level is each tier's).
 	Quality quality.Config
-	// Server tunes every tier's server.
+	// Server tunes every tier's server; its Quota (shared by every tier, so
+	// a tenant that moves keeps its day's counts) and Spool meter usage.
+	// A nil Quota means an in-memory pool shared by the tiers.
 	Server server.Config
+	// Pod names the process in SLA records. Empty means "standalone".
+	Pod string
 	// MaxUnauthenticated bounds the connections of every tier together that
 	// have not authenticated (see server.Gate). Zero means
 	// server.DefaultMaxUnauthenticated.
@@ -109,6 +114,9 @@ func Build(opts Options) (*System, error) {
 		return nil, keyErr
 	}
 	metrics := dataplane.NewMetrics(opts.Registerer)
+	if opts.Server.Quota == nil {
+		opts.Server.Quota = quota.NewPool(quota.NewMemory(), quota.PoolOptions{Logger: opts.Logger, Registerer: opts.Registerer})
+	}
 	sys := &System{Tiers: compiled, gatherer: opts.Gatherer, Gate: server.NewGate(opts.MaxUnauthenticated, opts.Registerer)}
 	names := make([]string, 0, len(compiled))
 	for name := range compiled {
@@ -122,7 +130,7 @@ func Build(opts Options) (*System, error) {
 		}
 		p, err := dataplane.New(dataplane.Options{
 			Registry: reg, Metrics: metrics, Gatherer: opts.Gatherer, Logger: opts.Logger,
-			Quality: opts.Quality, Server: opts.Server, WriterOnly: opts.WriterOnly,
+			Quality: opts.Quality, Server: opts.Server, WriterOnly: opts.WriterOnly, Pod: opts.Pod,
 		})
 		if err != nil {
 			return nil, err

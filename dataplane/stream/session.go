@@ -162,6 +162,12 @@ func NewSession(h *Hub, cfg SessionConfig) *Session {
 // to each other, so it cannot always be set in NewSession.
 func (s *Session) SetPeriodic(f func() []byte) { s.cfg.Periodic = f }
 
+// SetMeter sets the session's Budget and OnDelivered (before Start and
+// before the hub sees the session), for the same reason as SetPeriodic.
+func (s *Session) SetMeter(b Budget, onDelivered func(*Delivery)) {
+	s.cfg.Budget, s.cfg.OnDelivered = b, onDelivered
+}
+
 // ID returns the session's id.
 func (s *Session) ID() string { return s.cfg.ID }
 

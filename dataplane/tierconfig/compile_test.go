@@ -320,8 +320,8 @@ func TestQuotaUpgradeIsTheCheapestTierThatAllowsMore(t *testing.T) {
 	}
 	all := []dbv1.SubscriptionTier{
 		testTier("free", q(ptr[int64](1000), ptr[int64](100_000))),
-		testTier("fewer", withPrice("1"), q(ptr[int64](500), ptr[int64](1_000_000))),      // fewer calls: not an upgrade
-		testTier("same", withPrice("2"), q(ptr[int64](1000), ptr[int64](100_000))),        // allows no more
+		testTier("fewer", withPrice("1"), q(ptr[int64](500), ptr[int64](1_000_000))),     // fewer calls: not an upgrade
+		testTier("same", withPrice("2"), q(ptr[int64](1000), ptr[int64](100_000))),       // allows no more
 		testTier("pro", withPrice("49"), q(ptr[int64](100_000), ptr[int64](10_000_000))), // more of both
 		testTier("gone", withPrice("3"), q(nil, nil), deleting()),
 		testTier("enterprise", withPrice("499"), q(nil, nil)),

@@ -43,7 +43,9 @@ func runDataplane(args []string, _, stderr io.Writer) int {
 		poll      = fs.Duration("poll", time.Second, "how often to look for a changed config")
 		maxLag    = fs.Duration("max-lag", bus.DefaultMaxLag, "/readyz fails while the tick stream is read further than this behind its newest entry")
 		maxUnauth = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections that have not authenticated (the oldest idle one makes room; beyond, 503)")
+		meter     meteringFlags
 	)
+	meter.register(fs, false)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge dataplane [flags]
 
@@ -56,6 +58,16 @@ or is read more than --max-lag behind. Clients reach --listen only; probes and
 Prometheus use --internal-listen. The data plane never talks to the Kubernetes
 API.
 
+Quotas hold across every process of the tier through Redis (--quota-redis,
+by default the tick stream's): data points are leased in blocks, connections
+are leases that expire 30 s after their process stops refreshing them. While
+Redis is unreachable a process serves on its leases plus --quota-grace data
+points per tenant and says so in /readyz and databridge_quota_backend_up.
+Every delivered data point and API call is written to the spool in
+--spool-dir first and shipped to the usage store (--clickhouse, or the SQLite
+file --usage-db). Every flag can also be set in the environment as
+DATABRIDGE_<FLAG> (--spool-dir: DATABRIDGE_SPOOL_DIR); the command line wins.
+
 Example:
   databridge dataplane --config-dir /etc/databridge --redis redis:6379
 
@@ -66,6 +78,14 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
+		return 2
+	}
+	if err := meter.validate(); err != nil {
+		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
+		return 2
+	}
 	if *maxUnauth <= 0 || *maxLag <= 0 || *poll <= 0 {
 		fmt.Fprintln(stderr, "databridge dataplane: --max-unauthenticated, --max-lag and --poll must be positive")
 		return 2
@@ -73,13 +93,14 @@ Flags:
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serveDataplane(ctx, dataplaneFlags{configDir: *configDir, listen: *listen, internalListen: *internal,
-		redisAddr: *redisAddr, stream: *stream, poll: *poll, maxLag: *maxLag, maxUnauth: *maxUnauth}, stderr)
+		redisAddr: *redisAddr, stream: *stream, poll: *poll, maxLag: *maxLag, maxUnauth: *maxUnauth, metering: meter}, stderr)
 }
 
 type dataplaneFlags struct {
 	configDir, listen, internalListen, redisAddr, stream string
 	poll, maxLag                                         time.Duration
 	maxUnauth                                            int
+	metering                                             meteringFlags
 }
 
 // serveDataplane runs the data plane until ctx ends.
@@ -112,7 +133,14 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 		return 1
 	}
 	_, registry := watcher.Current()
-	plane, err = dataplane.New(dataplane.Options{Registry: registry, Metrics: dataplane.NewMetrics(reg), Gatherer: reg, Logger: log})
+	meter, err := openMetering(ctx, f.metering, f.redisAddr, reg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
+		return 1
+	}
+	defer meter.close()
+	plane, err = dataplane.New(dataplane.Options{Registry: registry, Metrics: dataplane.NewMetrics(reg), Gatherer: reg, Logger: log,
+		Pod: f.metering.pod, Server: server.Config{Quota: meter.pool, Spool: meter.spool}})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1
@@ -147,6 +175,7 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 	}
 
 	go watcher.Run(ctx)
+	meter.run(ctx)
 	go plane.Run(ctx)
 	go func() { _ = consumer.Run(ctx, plane.Ingest) }()
 	srv := server.NewHTTPServer(plane.Handler(), gate)
@@ -165,7 +194,7 @@ func serveDataplane(ctx context.Context, f dataplaneFlags, stderr io.Writer) int
 		}
 	}()
 	log.Info("serving", "tier", plane.Tier(), "listen", l.Addr().String(), "internal", il.Addr().String(),
-		"redis", f.redisAddr, "stream", f.stream)
+		"redis", f.redisAddr, "stream", f.stream, "usage_store", meter.where, "spool", f.metering.spoolDir)
 	if err := srv.Serve(gate.Listener(l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintf(stderr, "databridge dataplane: %v\n", err)
 		return 1

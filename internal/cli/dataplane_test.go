@@ -23,6 +23,14 @@ import (
 	"github.com/databridge-io/databridge/internal/testservers"
 )
 
+// testMetering keeps a test data plane's spool and usage file in its own
+// temporary directory, with in-process defaults otherwise.
+func testMetering(t *testing.T) meteringFlags {
+	dir := t.TempDir()
+	return meteringFlags{spoolDir: filepath.Join(dir, "spool"), sqlite: filepath.Join(dir, "usage.db"),
+		spoolMaxBytes: 1 << 30, interval: 10 * time.Second, pod: "test", quotaPrefix: "databridge:test:quota:" + t.Name() + ":"}
+}
+
 // writeConfig writes the pro tier of the samples and its tenants as the
 // operator's ConfigMap and Secret would appear when mounted.
 func writeConfig(t *testing.T, dir string, tier *tierconfig.Tier, tenants *tierconfig.Tenants) {
@@ -90,7 +98,7 @@ func TestDataplaneServesFromFilesAndRedis(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		if code := serveDataplane(ctx, dataplaneFlags{configDir: dir, listen: addr, internalListen: internalAddr,
-			redisAddr: redisAddr, stream: stream, poll: 50 * time.Millisecond, maxLag: bus.DefaultMaxLag, maxUnauth: 100}, &syncWriter{w: &stderr}); code != 0 {
+			redisAddr: redisAddr, stream: stream, poll: 50 * time.Millisecond, maxLag: bus.DefaultMaxLag, maxUnauth: 100, metering: testMetering(t)}, &syncWriter{w: &stderr}); code != 0 {
 			t.Errorf("dataplane exited %d", code)
 		}
 	}()
@@ -267,7 +275,7 @@ func TestDataplaneNotReadyWhileTheTickStreamIsUnreachable(t *testing.T) {
 	done := make(chan int)
 	go func() {
 		done <- serveDataplane(ctx, dataplaneFlags{configDir: dir, listen: "127.0.0.1:0", internalListen: internalAddr,
-			redisAddr: deadAddr, stream: bus.DefaultStream, poll: time.Second, maxLag: bus.DefaultMaxLag, maxUnauth: 10}, &syncWriter{w: &stderr})
+			redisAddr: deadAddr, stream: bus.DefaultStream, poll: time.Second, maxLag: bus.DefaultMaxLag, maxUnauth: 10, metering: testMetering(t)}, &syncWriter{w: &stderr})
 	}()
 	defer func() { cancel(); <-done }()
 	var code int

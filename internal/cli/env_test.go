@@ -27,6 +27,8 @@ func TestApplyEnvFillsUnsetFlagsOnly(t *testing.T) {
 		t.Fatalf("spool-dir %q, quota-grace %d, poll %v: want the environment's, the environment's, the command line's", *dir, *grace, *wait)
 	}
 	t.Setenv("DATABRIDGE_QUOTA_GRACE", "lots")
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Int64("quota-grace", 10000, "")
 	err := applyEnv(fs)
 	if err == nil || !strings.Contains(err.Error(), "DATABRIDGE_QUOTA_GRACE") || !strings.Contains(err.Error(), "--quota-grace") {
 		t.Fatalf("a bad value: err = %v, want one naming the variable and the flag", err)

@@ -57,14 +57,20 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		debugAddr  = fs.String("debug-addr", "", "serve Go's /debug/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 		writerOnly = fs.Bool("writer-only", false, "hand every frame to its session's writer goroutine instead of writing idle sessions' frames during the flush (slower; for comparison)")
 		maxUnauth  = fs.Int("max-unauthenticated", server.DefaultMaxUnauthenticated, "most connections of all tiers together that have not authenticated")
+		unmetered  = fs.Bool("unmetered", false, "serve without quotas or usage metering (connection limits still hold): only for measuring what metering costs")
+		meter      meteringFlags
 	)
+	meter.register(fs, true)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: databridge standalone [flags]
 
 Runs the whole data path in one process: every tier in --config gets its own
 WebSocket endpoint, each user an API key (printed once), and all tiers are fed
 real recorded EURUSD/NZDUSD quotes (looped, shifted to now) plus simulated
-quotes for the rest of the catalogue. Usage is metered in memory.
+quotes for the rest of the catalogue. Quotas are kept in memory (or in Redis
+with --quota-redis); every delivered data point and API call is written to the
+spool in --spool-dir and shipped to the SQLite file --usage-db (or ClickHouse
+with --clickhouse), so a restart keeps the day's usage.
 
 Example:
   databridge standalone --config config/samples --port 8080
@@ -81,6 +87,14 @@ Flags:
 		fmt.Fprintf(stderr, "databridge standalone: --speed %q: %v\n", *speed, err)
 		return 2
 	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 2
+	}
+	if err := meter.validate(); err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 2
+	}
 	if *simRate < 0 || *port <= 0 || *port > 65535 || *maxUnauth <= 0 {
 		fmt.Fprintln(stderr, "databridge standalone: --sim-rate must be >= 0, --port in 1..65535 and --max-unauthenticated > 0")
 		return 2
@@ -92,8 +106,15 @@ Flags:
 	if _, _, err := server.RaiseFileLimit(); err != nil {
 		log.Warn("cannot raise the open-file limit; connections beyond it are refused", "err", err)
 	}
+	metering, err := openMetering(context.Background(), meter, "", reg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
+		return 1
+	}
+	defer metering.close()
 	sys, err := standalone.Build(standalone.Options{ManifestDir: *configDir, Registerer: reg, Gatherer: reg, Logger: log,
-		Quality: quality.Config{}, MaxUnauthenticated: *maxUnauth, WriterOnly: *writerOnly})
+		Quality: quality.Config{}, MaxUnauthenticated: *maxUnauth, WriterOnly: *writerOnly, Pod: meter.pod,
+		Server: server.Config{Quota: metering.pool, Spool: metering.spool, Unmetered: *unmetered}})
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
@@ -152,6 +173,7 @@ Flags:
 			"\n      from Friday 12:00 UTC on, so the High and Premium tiers (which drop ticks outside market hours) stream too",
 			offset.Round(time.Minute))
 	}
+	feedLine += "\nusage: metered into " + metering.where + " through the spool in " + meter.spoolDir
 	printBanner(stdout, sys, endpoints, feedLine, *configDir)
 
 	if *debugAddr != "" {
@@ -164,6 +186,7 @@ Flags:
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	metering.run(ctx)
 	go sys.Run(ctx)
 	if *redisAddr != "" {
 		// The production feed path: feed -> Redis stream -> consumer -> tiers.
