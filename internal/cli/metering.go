@@ -84,6 +84,7 @@ type metering struct {
 	spool  *spool.Spool
 	store  usagestore.Store
 	redis  *redis.Client // nil for in-memory quotas
+	memory *quota.Memory // in-memory quotas, or nil
 	where  string        // the store, for logs
 	log    *slog.Logger
 	shipCh chan error
@@ -103,7 +104,8 @@ func openMetering(ctx context.Context, f meteringFlags, fallbackRedis string, re
 		m.redis = redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 		limiter = quota.NewRedis(m.redis, f.quotaPrefix)
 	} else {
-		limiter = quota.NewMemory()
+		m.memory = quota.NewMemory()
+		limiter = m.memory
 	}
 	grace, graceCalls := f.grace, f.graceAPICalls
 	if grace == 0 {
@@ -152,6 +154,52 @@ func openMetering(ctx context.Context, f meteringFlags, fallbackRedis string, re
 		m.store = st
 	}
 	return m, nil
+}
+
+// who is one user of a tenant whose usage seed restores.
+type seedUser struct{ tenant, user string }
+
+// seed restores the day's and the month's counts of users into in-memory
+// quotas from the usage store, after shipping what an earlier run left in
+// the spool: a standalone restart keeps the day's usage (quotas in Redis
+// keep it themselves).
+func (m *metering) seed(ctx context.Context, users []seedUser) error {
+	if m.memory == nil {
+		return nil
+	}
+	if err := m.spool.Drain(ctx, m.store); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	day := now.Truncate(24 * time.Hour)
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, u := range users {
+		today, err := m.store.Totals(ctx, usagestore.Filter{From: day, To: day.Add(24 * time.Hour), Tenant: u.tenant, User: u.user})
+		if err != nil {
+			return err
+		}
+		before, err := m.store.Totals(ctx, usagestore.Filter{From: month, To: day, Tenant: u.tenant, User: u.user})
+		if err != nil {
+			return err
+		}
+		who := quota.Who{Tenant: u.tenant, User: u.user}
+		// Today's counts on today; the rest of the month's on its first
+		// day, which only the month's counters see again.
+		for _, c := range []struct {
+			at    time.Time
+			usage usagestore.Totals
+		}{{now, today}, {month, before}} {
+			for kind, n := range map[quota.Kind]int64{quota.APICalls: c.usage.APICalls, quota.DataPoints: c.usage.DataPoints} {
+				if n == 0 {
+					continue
+				}
+				if _, err := m.memory.Reserve(ctx, quota.Request{Day: c.at, Kind: kind, Who: who, Unleased: n}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // run keeps the quota leases and the shipper going until ctx ends.

@@ -119,6 +119,17 @@ Flags:
 		fmt.Fprintf(stderr, "databridge standalone: %v\n", err)
 		return 1
 	}
+	var users []seedUser
+	for _, c := range sys.Credentials {
+		users = append(users, seedUser{tenant: c.Tenant, user: c.User})
+	}
+	seedCtx, cancelSeed := context.WithTimeout(context.Background(), 30*time.Second)
+	err = metering.seed(seedCtx, users)
+	cancelSeed()
+	if err != nil {
+		fmt.Fprintf(stderr, "databridge standalone: restoring today's usage from %s: %v\n", metering.where, err)
+		return 1
+	}
 	recorded, stats, err := feed.ReadAll(bytes.NewReader(standalone.DemoTicks))
 	if err != nil {
 		fmt.Fprintf(stderr, "databridge standalone: embedded ticks: %v\n", err)

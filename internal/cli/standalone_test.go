@@ -2,14 +2,18 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/databridge-io/databridge/dataplane/protocol"
 	"github.com/databridge-io/databridge/dataplane/standalone"
 )
 
@@ -26,8 +30,10 @@ func TestStandalonePrintsEndpointsAndKeys(t *testing.T) {
 		l.Close()
 		stdout.Reset()
 		stderr.Reset()
+		dir := t.TempDir()
 		code := Run([]string{"standalone", "--config", filepath.Join("..", "..", "config", "samples"),
-			"--port", strconv.Itoa(port), "--duration", "500ms"}, &stdout, &stderr)
+			"--port", strconv.Itoa(port), "--duration", "500ms",
+			"--spool-dir", filepath.Join(dir, "spool"), "--usage-db", filepath.Join(dir, "usage.db")}, &stdout, &stderr)
 		if code == 0 {
 			break
 		}
@@ -88,4 +94,101 @@ func TestStandaloneKeysFileIsPrivate(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
+}
+
+// Standalone meters into the SQLite file it names: a restart on the same
+// files keeps the day's usage, so quotas do not start over.
+func TestStandaloneRestartKeepsTheDaysUsage(t *testing.T) {
+	dir := t.TempDir()
+	keysFile := filepath.Join(dir, "keys.json")
+	run := func(during func(port int, key string)) string {
+		t.Helper()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		stdout, stderr := &syncWriter{w: &bytes.Buffer{}}, &syncWriter{w: &bytes.Buffer{}}
+		done := make(chan int)
+		go func() {
+			done <- Run([]string{"standalone", "--config", filepath.Join("..", "..", "config", "samples"),
+				"--port", strconv.Itoa(port), "--duration", "4s", "--keys-file", keysFile,
+				"--spool-dir", filepath.Join(dir, "spool"), "--usage-db", filepath.Join(dir, "usage.db")}, stdout, stderr)
+		}()
+		var key string
+		deadline := time.Now().Add(10 * time.Second)
+		for !func() bool {
+			b, err := os.ReadFile(keysFile)
+			if err != nil || !strings.Contains(string(b), `"tier": "free"`) {
+				return false
+			}
+			var entries []struct{ Tier, Key string }
+			if json.Unmarshal(b, &entries) != nil {
+				return false
+			}
+			for _, e := range entries {
+				if e.Tier == "free" {
+					key = e.Key
+					return true
+				}
+			}
+			return false
+		}() {
+			if time.Now().After(deadline) {
+				t.Fatal("no keys file within 10s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		during(port, key)
+		if code := <-done; code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr.w.String())
+		}
+		os.Remove(keysFile)
+		return stdout.w.String()
+	}
+	usage := func(port int, key string) protocol.UsageReport {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+"/v1/usage", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		var resp *http.Response
+		var err error
+		for range 50 {
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r protocol.UsageReport
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v1/usage: %d %v", resp.StatusCode, err)
+		}
+		return r
+	}
+	var first protocol.UsageReport
+	out := run(func(port int, key string) {
+		for range 4 {
+			first = usage(port, key)
+		}
+	})
+	if !strings.Contains(out, "usage: metered into SQLite "+filepath.Join(dir, "usage.db")) {
+		t.Errorf("the banner does not name the usage file:\n%s", out)
+	}
+	if first.Today.User.APICalls != 4 {
+		t.Fatalf("after 4 calls: %+v", first.Today)
+	}
+	// A new start issues new keys; the tenants and users are the same.
+	run(func(port int, key string) {
+		r := usage(port, key)
+		if r.Tenant != first.Tenant || r.User != first.User {
+			t.Fatalf("the keys file named another user: %s/%s, was %s/%s", r.Tenant, r.User, first.Tenant, first.User)
+		}
+		if r.Today.User.APICalls != 5 || r.Month.User.APICalls != 5 {
+			t.Errorf("after a restart and a 5th call: today %+v, month %+v; want 5 calls each", r.Today.User, r.Month.User)
+		}
+	})
 }
