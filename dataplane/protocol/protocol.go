@@ -207,7 +207,15 @@ type Usage struct {
 	DailyDataPoints *int64    `json:"daily_data_points"`
 	DailyAPICalls   *int64    `json:"daily_api_calls"`
 	ResetAt         time.Time `json:"reset_at"`
-	UsageReport
+	// The rest is GET /v1/usage's report; its quota part is under "quota"
+	// here, since api_calls and data_points above are the short counts.
+	Tenant  string      `json:"tenant"`
+	Company string      `json:"company,omitempty"`
+	User    string      `json:"user"`
+	Tier    string      `json:"tier"`
+	Today   UsagePeriod `json:"today"`
+	Month   UsagePeriod `json:"month"`
+	Quota   QuotaReport `json:"quota"`
 }
 
 // UsageReport is the body of GET /v1/usage: today's and this month's usage

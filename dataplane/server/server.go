@@ -655,7 +655,13 @@ func (s *Server) usageMessage(c *conn) []byte {
 		DailyDataPoints:   r.DataPoints.DailyLimit,
 		DailyAPICalls:     r.APICalls.DailyLimit,
 		ResetAt:           r.ResetTime,
-		UsageReport:       r,
+		Tenant:            r.Tenant,
+		Company:           r.Company,
+		User:              r.User,
+		Tier:              r.Tier,
+		Today:             r.Today,
+		Month:             r.Month,
+		Quota:             r.QuotaReport,
 	})
 }
 

@@ -455,6 +455,11 @@ func TestAuthenticationAndLimits(t *testing.T) {
 		if u.DailyAPICalls == nil || *u.DailyAPICalls != 1000 || u.ResetAt.IsZero() {
 			t.Fatalf("usage = %+v", u)
 		}
+		// The full report rides along: the quotas and the periods.
+		if q := u.Quota.APICalls; q.DailyLimit == nil || *q.DailyLimit != 1000 || q.Used != u.APICalls || !u.Quota.WithinQuota ||
+			u.Today.Period != time.Now().UTC().Format("2006-01-02") || u.Tier != "free" || !u.Quota.ResetTime.Equal(u.ResetAt) {
+			t.Fatalf("usage report = %+v", u)
+		}
 	})
 	t.Run("first message not auth", func(t *testing.T) {
 		c := dial(t, urls["free"], "")
