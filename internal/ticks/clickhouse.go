@@ -19,9 +19,10 @@ var clickhouseMigrations = []string{
 	// Exactly once despite at-least-once inserts: the sorting key ends with
 	// the stream entry (stream, id_ms, id_seq), and an entry's symbol and
 	// time never change, so a tick written twice has one key, and
-	// ReplacingMergeTree keeps one copy when it merges; until then reads
-	// use FINAL. The key leads with (symbol, time_ns), the order every read
-	// goes in, so a day of one symbol is one range of the index.
+	// ReplacingMergeTree keeps one copy when it merges. Until then reads
+	// skip the copies themselves (see Ticks and Bars). The key leads with
+	// (symbol, time_ns), the order every read goes in, so a day of one
+	// symbol is one range of the index.
 	//
 	// One partition per UTC day: retention drops whole partitions, as 18.16
 	// has no TTL.
@@ -89,6 +90,7 @@ func (c *ClickHouse) Write(ctx context.Context, ticks []Tick) error {
 	if err := validate(ticks); err != nil {
 		return err
 	}
+	ticks = distinct(ticks)
 	n := len(ticks)
 	var (
 		symbols = make([]string, n)
@@ -125,6 +127,40 @@ func (c *ClickHouse) Write(ctx context.Context, ticks []Tick) error {
 		return fmt.Errorf("ticks: record the last entry of %d streams in ClickHouse: %w", len(last), err)
 	}
 	return nil
+}
+
+// distinct returns ticks without repeats of a stream entry. A part that
+// ClickHouse makes of one insert then never holds a tick twice, which the
+// reads rely on: only ticks in different parts can be copies. A recorder's
+// batches are in stream order, so the common case is one pass and no copy.
+func distinct(ticks []Tick) []Tick {
+	last := map[string]entryID{}
+	ordered := true
+	for i := range ticks {
+		id, _ := parseID(ticks[i].ID) // validated
+		if l, ok := last[ticks[i].Stream]; ok && id.compare(l) <= 0 {
+			ordered = false
+			break
+		}
+		last[ticks[i].Stream] = id
+	}
+	if ordered {
+		return ticks
+	}
+	type key struct {
+		stream string
+		id     string
+	}
+	seen := make(map[key]bool, len(ticks))
+	out := make([]Tick, 0, len(ticks))
+	for _, t := range ticks {
+		k := key{t.Stream, t.ID}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // insert sends one block whose columns are the slices given.
@@ -167,16 +203,43 @@ func (c *ClickHouse) Last(ctx context.Context, stream string) (string, error) {
 	return id.String(), nil
 }
 
-// Ticks implements Store.
+// Ticks implements Store. It reads without FINAL, which 18.16 runs on one
+// thread and which costs more than the rest of a read: a tick that is
+// stored twice (in two parts not merged yet) comes twice in a row in the
+// order of the sorting key, and the second is skipped. A page short of
+// copies is topped up from after its last tick.
 func (c *ClickHouse) Ticks(ctx context.Context, q TickQuery) ([]Tick, string, error) {
 	r, err := q.check()
 	if err != nil {
 		return nil, "", err
 	}
-	query := `SELECT time_ns, stream, id_ms, id_seq, bid, ask, published_ns FROM ticks FINAL
+	page := make([]Tick, 0, min(r.limit+1, 4096))
+	after := r.after
+	var last position // of the last row read, copies included
+	for {
+		want := r.limit + 1 - len(page) // one more says whether there is a next page
+		var n int
+		last, n, err = c.readTicks(ctx, r, after, want, &page, last)
+		if err != nil {
+			return nil, "", fmt.Errorf("ticks: read %s ticks from ClickHouse: %w", r.symbol, err)
+		}
+		if n < want || len(page) > r.limit {
+			break // the range is exhausted, or the page (and one more) is full
+		}
+		after = &last
+	}
+	return pageOf(page, r.limit)
+}
+
+// readTicks appends to page the distinct ticks among the first limit rows
+// of r after the position after (nil: from r.from). Copies are skipped by
+// comparing each row with the one before (prev for the first). It returns
+// the position of the last row read and how many rows it read.
+func (c *ClickHouse) readTicks(ctx context.Context, r tickRange, after *position, limit int, page *[]Tick, prev position) (position, int, error) {
+	query := `SELECT time_ns, stream, id_ms, id_seq, bid, ask, published_ns FROM ticks
 		WHERE symbol = ? AND time_ns < ?`
 	args := []any{r.symbol, r.to}
-	if a := r.after; a != nil && a.timeNs >= r.from {
+	if a := after; a != nil && a.timeNs >= r.from {
 		// The index cannot start a range at a tuple: the first condition
 		// starts it at the cursor's time, the second skips what the
 		// previous page returned of that time.
@@ -188,77 +251,140 @@ func (c *ClickHouse) Ticks(ctx context.Context, q TickQuery) ([]Tick, string, er
 		args = append(args, r.from)
 	}
 	query += ` ORDER BY time_ns, stream, id_ms, id_seq LIMIT ?`
-	args = append(args, r.limit+1) // one more says whether there is a next page
+	args = append(args, limit)
 	rows, err := c.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("ticks: read %s ticks from ClickHouse: %w", r.symbol, err)
+		return prev, 0, err
 	}
 	defer rows.Close()
-	page := make([]Tick, 0, min(r.limit+1, 4096))
 	var (
-		timeNs, pubNs int64
-		stream, prev  string
-		id            entryID
-		bid, ask      float64
+		n        int
+		pubNs    int64
+		cur      position
+		bid, ask float64
 	)
 	for rows.Next() {
-		if err := rows.Scan(&timeNs, &stream, &id.ms, &id.seq, &bid, &ask, &pubNs); err != nil {
-			return nil, "", fmt.Errorf("ticks: read %s ticks from ClickHouse: %w", r.symbol, err)
+		if err := rows.Scan(&cur.timeNs, &cur.stream, &cur.id.ms, &cur.id.seq, &bid, &ask, &pubNs); err != nil {
+			return prev, 0, err
 		}
-		if stream == prev {
-			stream = prev // one string for a page of one stream
+		n++
+		if cur == prev {
+			continue // a copy in another part, not merged away yet
 		}
-		prev = stream
-		page = append(page, Tick{Symbol: r.symbol, Bid: bid, Ask: ask, Time: time.Unix(0, timeNs).UTC(),
-			Published: fromNanos(pubNs), Stream: stream, ID: id.String()})
+		if cur.stream == prev.stream {
+			cur.stream = prev.stream // one string for a page of one stream
+		}
+		prev = cur
+		*page = append(*page, Tick{Symbol: r.symbol, Bid: bid, Ask: ask, Time: time.Unix(0, cur.timeNs).UTC(),
+			Published: fromNanos(pubNs), Stream: cur.stream, ID: cur.id.String()})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("ticks: read %s ticks from ClickHouse: %w", r.symbol, err)
-	}
-	return pageOf(page, r.limit)
+	return prev, n, rows.Err()
 }
 
-// Bars implements Store: one GROUP BY over the symbol's range of the
-// index, the first and last tick of each bar by argMin and argMax of the
-// tick's place in the order of TickQuery.
+// Bars implements Store in two steps, so that the copies of ticks that
+// merges have not removed yet never count while FINAL, which 18.16 runs on
+// one thread at several times the cost of the rest, is paid only where it
+// is needed.
+//
+// First one GROUP BY over the symbol's range of the index, without FINAL,
+// computes every bar; the first and last tick come from argMin and argMax
+// of the tick's place in the order of TickQuery, and highs, lows and spread
+// extremes are the same with copies or without. Only the count and the
+// mean spread are not, and they are exact for every bar whose ticks all
+// lie in one part, because a part never holds a tick twice (see distinct).
+// The few bars whose ticks lie in several parts (most often the latest,
+// while merges catch up) have their count and mean computed again, with
+// FINAL, over the span they cover.
 func (c *ClickHouse) Bars(ctx context.Context, q BarQuery) ([]Bar, error) {
 	r, err := q.check()
 	if err != nil {
 		return nil, err
 	}
+	fail := func(err error) error {
+		return fmt.Errorf("ticks: %s %s bars from ClickHouse: %w", r.symbol, q.Interval, err)
+	}
 	step := strconv.FormatInt(r.step, 10) // one of the fixed intervals, so safe to inline
 	rows, err := c.conn.Query(ctx, `SELECT intDiv(time_ns, `+step+`) AS b, count(),
 			argMin(bid, k), max(bid), min(bid), argMax(bid, k),
 			argMin(ask, k), max(ask), min(ask), argMax(ask, k),
-			min(ask - bid), max(ask - bid), avg(ask - bid)
-		FROM (SELECT time_ns, bid, ask, (time_ns, stream, id_ms, id_seq) AS k FROM ticks FINAL
+			min(ask - bid), max(ask - bid), avg(ask - bid), min(part) != max(part)
+		FROM (SELECT time_ns, bid, ask, (time_ns, stream, id_ms, id_seq) AS k, _part_index AS part FROM ticks
 			WHERE symbol = ? AND time_ns >= ? AND time_ns < ?)
 		GROUP BY b ORDER BY b`, r.symbol, r.from, r.to)
 	if err != nil {
-		return nil, fmt.Errorf("ticks: %s %s bars from ClickHouse: %w", r.symbol, q.Interval, err)
+		return nil, fail(err)
 	}
 	defer rows.Close()
-	var bars []Bar
+	var (
+		bars         []Bar
+		split        = -1 // the first bar whose ticks lie in several parts
+		lastSplit    int
+		bucket       int64
+		count        uint64
+		severalParts uint8
+	)
 	for rows.Next() {
-		var (
-			b      Bar
-			bucket int64
-			count  uint64
-		)
+		var b Bar
 		if err := rows.Scan(&bucket, &count,
 			&b.Bid.Open, &b.Bid.High, &b.Bid.Low, &b.Bid.Close,
 			&b.Ask.Open, &b.Ask.High, &b.Ask.Low, &b.Ask.Close,
-			&b.Spread.Min, &b.Spread.Max, &b.Spread.Mean); err != nil {
-			return nil, fmt.Errorf("ticks: %s %s bars from ClickHouse: %w", r.symbol, q.Interval, err)
+			&b.Spread.Min, &b.Spread.Max, &b.Spread.Mean, &severalParts); err != nil {
+			return nil, fail(err)
 		}
 		b.Ticks = int64(count)
 		b.Start = time.Unix(0, bucket*r.step).UTC()
+		if severalParts != 0 {
+			if split < 0 {
+				split = len(bars)
+			}
+			lastSplit = len(bars)
+		}
 		bars = append(bars, b)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("ticks: %s %s bars from ClickHouse: %w", r.symbol, q.Interval, err)
+		return nil, fail(err)
+	}
+	rows.Close()
+	if split < 0 {
+		return bars, nil
+	}
+	if err := c.recount(ctx, r, step, bars[split:lastSplit+1]); err != nil {
+		return nil, fail(err)
 	}
 	return bars, nil
+}
+
+// recount sets the tick count and the mean spread of bars, which are in
+// order and within r, from the ticks of their span read with FINAL.
+func (c *ClickHouse) recount(ctx context.Context, r barRange, step string, bars []Bar) error {
+	from := max(r.from, bars[0].Start.UnixNano())
+	to := min(r.to, bars[len(bars)-1].Start.UnixNano()+r.step)
+	rows, err := c.conn.Query(ctx, `SELECT intDiv(time_ns, `+step+`) AS b, count(), avg(ask - bid)
+		FROM ticks FINAL WHERE symbol = ? AND time_ns >= ? AND time_ns < ?
+		GROUP BY b ORDER BY b`, r.symbol, from, to)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var (
+			bucket int64
+			count  uint64
+			mean   float64
+		)
+		if err := rows.Scan(&bucket, &count, &mean); err != nil {
+			return err
+		}
+		start := bucket * r.step
+		for i < len(bars) && bars[i].Start.UnixNano() < start {
+			i++
+		}
+		if i < len(bars) && bars[i].Start.UnixNano() == start {
+			bars[i].Ticks, bars[i].Spread.Mean = int64(count), mean
+		}
+	}
+	return rows.Err()
 }
 
 // DropBefore implements Store: it drops the partitions (UTC days) before
