@@ -11,7 +11,9 @@
 # WARMUP set the measurement window, CLIENTS the clients of A, DEBUG_ADDR
 # serves the server's pprof there, SERVER_ENV prefixes the server's command
 # (e.g. "env GOMAXPROCS=1") and SERVER_FLAGS adds flags to it (e.g.
-# "--writer-only").
+# "--writer-only"). METERING=off serves unmetered (--unmetered); the default,
+# on, keeps quotas in the test Redis and ships usage to the test ClickHouse,
+# as a cluster's data plane does.
 set -euo pipefail
 
 scenario=${1:?usage: $0 A|B|C [repetitions]}
@@ -49,7 +51,15 @@ trap cleanup EXIT
 
 for n in $(seq 1 "$reps"); do
 	stream="databridge:loadtest:$scenario:$n:$$"
-	${SERVER_ENV:-} "$bin" standalone --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
+	rm -rf "$work/spool-$scenario-$n"
+	metering=(--spool-dir "$work/spool-$scenario-$n" --usage-db "$work/usage-$scenario-$n.db")
+	if [ "${METERING:-on}" = off ]; then
+		metering+=(--unmetered)
+	else
+		metering+=(--quota-redis "$DATABRIDGE_TEST_REDIS_ADDR" --quota-prefix "databridge:loadtest:quota:$n:$$:"
+			--clickhouse "$DATABRIDGE_TEST_CLICKHOUSE_ADDR" --clickhouse-database loadtest)
+	fi
+	${SERVER_ENV:-} "$bin" standalone "${metering[@]}" --config "$root/hack/loadtest" --redis "$DATABRIDGE_TEST_REDIS_ADDR" --stream "$stream" \
 		--port "$PORT" --keys-file "$work/keys.json" ${DEBUG_ADDR:+--debug-addr "$DEBUG_ADDR"} ${SERVER_FLAGS:-} >"$work/server-$scenario-$n.log" 2>&1 &
 	server=$!
 	pids+=("$server")
