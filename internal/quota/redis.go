@@ -95,23 +95,24 @@ var reserveScript = redis.NewScript(`
 -- ARGV: take, return, used, unleased, consume (1 or 0), tenant limit and
 -- user limit (-1: unlimited), TTL of day keys and of month keys (s), seq
 -- (0: none), TTL of holder keys (s).
-local function get(k) return tonumber(redis.call('GET', k) or '0') end
-local function int(x) return string.format('%.0f', x) end
+-- Every redis.call costs, so the keys are read with one MGET and a
+-- counter's TTL is set once, when the script creates it.
+local v
+if #KEYS == 8 then
+  v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+else
+  v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+end
 local c = {}
-for i = 1, 6 do c[i] = get(KEYS[i]) end
+for i = 1, #KEYS do c[i] = tonumber(v[i] or '0') end
 local seq = tonumber(ARGV[10])
-local last = 0
-if seq > 0 then
-  last = get(KEYS[7])
-  if seq <= last then
-    local g, e = 0, 0
-    if seq == last then
-      local s = get(KEYS[8])
-      g = math.floor(s / 2)
-      e = s % 2
-    end
-    return {g, e, 1, c[1], c[2], c[3], c[4], c[5], c[6]}
+if seq > 0 and seq <= c[7] then
+  local g, e = 0, 0
+  if seq == c[7] then
+    g = math.floor(c[8] / 2)
+    e = c[8] % 2
   end
+  return {g, e, 1, c[1], c[2], c[3], c[4], c[5], c[6]}
 end
 local take, ret = tonumber(ARGV[1]), tonumber(ARGV[2])
 local delivered, unleased = tonumber(ARGV[3]) + tonumber(ARGV[4]), tonumber(ARGV[4])
@@ -139,15 +140,15 @@ end
 local ttl = {ARGV[8], ARGV[8], ARGV[9], ARGV[8], ARGV[8], ARGV[9]}
 for i = 1, 6 do
   if n[i] ~= c[i] then
-    redis.call('INCRBY', KEYS[i], int(n[i] - c[i]))
-    redis.call('EXPIRE', KEYS[i], ttl[i])
+    redis.call('INCRBY', KEYS[i], string.format('%.0f', n[i] - c[i]))
+    if not v[i] then redis.call('EXPIRE', KEYS[i], ttl[i]) end
   end
 end
 local exhausted = 0
 if granted < take then exhausted = 1 end
 if seq > 0 then
-  redis.call('INCRBY', KEYS[7], int(seq - last))
-  redis.call('INCRBY', KEYS[8], int(granted * 2 + exhausted - get(KEYS[8])))
+  redis.call('INCRBY', KEYS[7], string.format('%.0f', seq - c[7]))
+  redis.call('INCRBY', KEYS[8], string.format('%.0f', granted * 2 + exhausted - c[8]))
   redis.call('EXPIRE', KEYS[7], ARGV[11])
   redis.call('EXPIRE', KEYS[8], ARGV[11])
 end
