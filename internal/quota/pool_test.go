@@ -970,3 +970,39 @@ func TestPoolMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolExhaustedRechecks: an exhausted account asks again when its
+// limits change, and every 30s, since other pods give leases back.
+func TestPoolExhaustedRechecks(t *testing.T) {
+	tests := []struct {
+		name  string
+		raise bool // raise the limit, else let another pod's idle lease come back
+	}{{"limit raised", true}, {"another pod's lease returned", false}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := quota.NewMemory()
+			clk := newClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+			var limit atomic.Int64
+			limit.Store(1500)
+			limits := func() quota.Limits { v := limit.Load(); return quota.Limits{Tenant: &v} }
+			a, b := startPod(t, m, quota.PoolOptions{Now: clk.Now}), startPod(t, m, quota.PoolOptions{Now: clk.Now})
+			alices := a.Account(alice, limits)
+			defer alices.Close()
+			eventually(t, "alice's lease", func() bool { return alices.Take(1) == 1 })
+			alices.Delivered(1)
+			bobs := b.Account(bob, limits)
+			defer bobs.Close()
+			if got := drain(t, bobs, 20, 5); got != 500 {
+				t.Fatalf("bob delivered %d, want the 500 alice's lease leaves", got)
+			}
+			if tt.raise {
+				limit.Store(2000)
+			} else {
+				clk.Set(clk.Now().Add(2 * time.Minute)) // alice idles; bob's recheck is due
+			}
+			var got int
+			eventually(t, "bob is served again", func() bool { got = bobs.Take(10); return got > 0 })
+			bobs.Delivered(got)
+		})
+	}
+}
