@@ -998,7 +998,11 @@ func TestPoolExhaustedRechecks(t *testing.T) {
 			if tt.raise {
 				limit.Store(2000)
 			} else {
-				clk.Set(clk.Now().Add(2 * time.Minute)) // alice idles; bob's recheck is due
+				clk.Set(clk.Now().Add(2 * time.Minute)) // alice idles
+				eventually(t, "alice's idle lease is returned", func() bool {
+					return backendUsage(t, m, clk.Now(), alice).Tenant[quota.DataPoints].Reserved == 501
+				})
+				clk.Set(clk.Now().Add(31 * time.Second)) // bob's recheck is due
 			}
 			var got int
 			eventually(t, "bob is served again", func() bool { got = bobs.Take(10); return got > 0 })
