@@ -3,6 +3,7 @@ package ticks
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -49,7 +50,39 @@ var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating it if needed) the tick store in the SQLite file
 // at path and brings its schema up to date.
+//
+// A recorder and a data plane that open one new file at once race to switch
+// it to WAL mode and to create its tables: SQLite answers the loser
+// "database is locked" at once rather than through the busy timeout, or
+// the loser runs a migration the winner has just applied. So a busy open is
+// tried again for up to sqliteOpenRetry, and any other failure once more,
+// which then finds the schema made.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	deadline := time.Now().Add(sqliteOpenRetry)
+	retried := false
+	for {
+		s, err := openSQLite(ctx, path)
+		switch {
+		case err == nil:
+			return s, nil
+		case isBusy(err) && time.Now().Before(deadline):
+		case !isBusy(err) && !retried:
+			retried = true
+		default:
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteOpenRetry bounds how long OpenSQLite retries a busy file.
+const sqliteOpenRetry = 10 * time.Second
+
+func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	db, err := storage.OpenSQLite(path)
 	if err != nil {
 		return nil, fmt.Errorf("ticks: %w", err)
@@ -59,6 +92,12 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("ticks: %s: %w", path, err)
 	}
 	return &SQLite{db: db}, nil
+}
+
+// isBusy reports SQLite's SQLITE_BUSY, in any of its extended forms.
+func isBusy(err error) bool {
+	var e interface{ Code() int }
+	return errors.As(err, &e) && e.Code()&0xff == 5
 }
 
 // sqliteRowsPerInsert is how many ticks one INSERT statement carries: one

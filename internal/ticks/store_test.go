@@ -155,3 +155,27 @@ func TestClickHouseReadsSkipCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteOpenedTwiceAtOnce opens one new file from several handles at
+// once, as a recorder and a data plane starting together do: each must
+// get the store, none "database is locked".
+func TestSQLiteOpenedTwiceAtOnce(t *testing.T) {
+	for round := range 5 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("ticks-%d.db", round))
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				s, err := ticks.OpenSQLite(context.Background(), path)
+				if err == nil {
+					err = s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
