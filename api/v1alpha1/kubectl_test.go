@@ -86,9 +86,9 @@ func TestKubectlAppliesAndListsSamples(t *testing.T) {
 		}
 	}
 	for _, row := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/free\s+1000ms\s+0\.99\s+0\.99\s`),
-		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/pro\s+100ms\s+0\.999\s+0\.999\s`),
-		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/enterprise\s+10ms\s+0\.9999\s+0\.9999\s`),
+		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/free\s+1500ms\s+0\.99\s+0\.99\s`),
+		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/pro\s+150ms\s+0\.999\s+0\.999\s`),
+		regexp.MustCompile(`(?m)^slapolicy\.databridge\.io/enterprise\s+30ms\s+0\.9999\s+0\.9999\s`),
 		regexp.MustCompile(`(?m)^subscriptiontier\.databridge\.io/free\s+1s\s+Basic\s`),
 		regexp.MustCompile(`(?m)^subscriptiontier\.databridge\.io/pro\s+100ms\s+High\s`),
 		regexp.MustCompile(`(?m)^subscriptiontier\.databridge\.io/enterprise\s+10ms\s+Premium\s`),
